@@ -1,0 +1,1 @@
+"""The contract shared by publishers and the gateway: symbols, ticks, event ids, the stream."""

@@ -1,0 +1,94 @@
+"""The price tick: the body of every message on a price subject."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+import simplejson
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from contracts.errors import InvalidSymbolError, InvalidTickError
+from contracts.symbols import normalize_symbol
+
+# RFC 3339 in UTC: a 'Z' or a zero offset, seconds, and at most microseconds.
+_RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]00:00)", re.IGNORECASE)
+MAX_TICK_BYTES = 64 * 1024
+
+
+def _parse_utc_timestamp(value: object) -> datetime:
+    if isinstance(value, datetime):
+        if value.utcoffset() is None or value.utcoffset().total_seconds() != 0:  # type: ignore[union-attr]
+            raise ValueError("timestamp must be in UTC")
+        return value.astimezone(UTC)
+    if not isinstance(value, str) or _RFC3339_UTC.fullmatch(value) is None:
+        raise ValueError(
+            f"timestamp {value!r} is not RFC 3339 UTC like 2026-11-24T10:00:00.123456Z"
+        )
+    return datetime.fromisoformat(value.upper().replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _check_symbol(value: str) -> str:
+    try:
+        return normalize_symbol(value)
+    except InvalidSymbolError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Symbol = Annotated[str, AfterValidator(_check_symbol)]
+# Exact decimal: at most 12 integer and 6 fraction digits, never through a binary float.
+Price = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=6, allow_inf_nan=False)]
+Timestamp = Annotated[datetime, BeforeValidator(_parse_utc_timestamp)]
+Source = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
+class PriceTick(BaseModel):
+    """One price of one symbol. Unknown extra fields are kept and forwarded as they came."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=False)
+
+    symbol: Symbol = Field(description="Instrument symbol, upper case, e.g. AAPL or BRK.B")
+    price: Price = Field(description="Price as a JSON number, > 0, at most 6 fraction digits")
+    timestamp: Timestamp = Field(description="Tick time, RFC 3339 UTC with microseconds")
+    source: Source = Field(description="Id of the publisher that produced the tick")
+
+    @classmethod
+    def validate_object(cls, obj: Any) -> PriceTick:
+        """Validate a decoded JSON value; raise InvalidTickError naming what is wrong."""
+        if not isinstance(obj, dict):
+            raise InvalidTickError(f"a tick must be a JSON object, got {type(obj).__name__}")
+        try:
+            return cls.model_validate(obj)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'tick'}: {e['msg']}" for e in exc.errors()
+            )
+            raise InvalidTickError(f"invalid tick: {problems}") from None
+
+    @classmethod
+    def decode(cls, data: bytes) -> PriceTick:
+        """Parse and validate a message body; raise InvalidTickError if it is not a tick."""
+        if len(data) > MAX_TICK_BYTES:
+            raise InvalidTickError(f"tick of {len(data)} bytes exceeds {MAX_TICK_BYTES}")
+        try:
+            obj = simplejson.loads(data, use_decimal=True)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidTickError(f"tick is not valid JSON: {exc}") from None
+        return cls.validate_object(obj)
+
+    def encode(self) -> bytes:
+        """Compact one-line JSON: symbol, price, timestamp, source, then the extra fields.
+
+        The price is written with the exact digits it holds (189.230000 stays so).
+        """
+        fields: dict[str, Any] = {
+            "symbol": self.symbol,
+            "price": self.price,
+            "timestamp": self.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "source": self.source,
+        }
+        fields.update(self.model_extra or {})
+        text: str = simplejson.dumps(fields, use_decimal=True, separators=(",", ":"))
+        return text.encode()

@@ -1,0 +1,73 @@
+"""The PRICES stream: its configuration, and an idempotent `ensure_stream`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
+from nats.js.errors import BadRequestError, NotFoundError
+
+from contracts.errors import StreamConfigError
+from contracts.symbols import DEFAULT_SUBJECT_PREFIX, all_subjects
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STREAM = "PRICES"
+# JetStream caps consumers per stream at 1,000 unless set explicitly (DESIGN.md), and every
+# SSE client holds one: this is the ceiling across all gateway replicas.
+DEFAULT_MAX_CONSUMERS = 100_000
+STREAM_NAME_IN_USE = 10058
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """What both sides agree on about the stream; every field has a flag in both CLIs."""
+
+    name: str = DEFAULT_STREAM
+    subject_prefix: str = DEFAULT_SUBJECT_PREFIX
+    max_age: float = 24 * 3600.0
+    max_msgs_per_subject: int = 1_000_000
+    max_bytes: int = 1024**3
+    duplicate_window: float = 120.0
+    max_consumers: int = DEFAULT_MAX_CONSUMERS
+    replicas: int = 1
+
+    def config(self) -> StreamConfig:
+        return StreamConfig(
+            name=self.name,
+            subjects=[all_subjects(self.subject_prefix)],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            max_age=self.max_age,
+            max_msgs_per_subject=self.max_msgs_per_subject,
+            max_bytes=self.max_bytes,
+            duplicate_window=self.duplicate_window,
+            max_consumers=self.max_consumers,
+            num_replicas=self.replicas,
+            # Direct gets let any replica answer "latest price of X" without the leader.
+            allow_direct=True,
+        )
+
+
+async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> StreamInfo:
+    """Create the stream, or bring an existing one to `settings`; never deletes it.
+
+    Safe to call from any number of processes at once. Raises StreamConfigError when the
+    existing stream cannot take the config (e.g. another storage type).
+    """
+    config = settings.config()
+    try:
+        # Creating with an identical config is a no-op that returns the stream.
+        return await js.add_stream(config)
+    except BadRequestError as exc:
+        if exc.err_code != STREAM_NAME_IN_USE:
+            raise StreamConfigError(f"stream {settings.name!r} cannot be created: {exc}") from None
+    try:
+        info = await js.update_stream(config)
+    except (BadRequestError, NotFoundError) as exc:
+        raise StreamConfigError(f"stream {settings.name!r} cannot be updated: {exc}") from None
+    logger.info("stream updated", extra={"stream": settings.name})
+    return info

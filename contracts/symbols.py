@@ -1,0 +1,45 @@
+"""Symbol grammar and the symbol <-> subject mapping."""
+
+from __future__ import annotations
+
+import re
+
+from contracts.errors import InvalidSymbolError
+
+SYMBOL_PATTERN = re.compile(r"[A-Z0-9][A-Z0-9.-]{0,15}")
+DEFAULT_SUBJECT_PREFIX = "prices"
+
+
+def normalize_symbol(raw: str) -> str:
+    """Return the canonical (upper-case) symbol, or raise InvalidSymbolError naming `raw`."""
+    symbol = raw.upper()
+    if SYMBOL_PATTERN.fullmatch(symbol) is None:
+        raise InvalidSymbolError(
+            f"invalid symbol {raw!r}: expected 1-16 characters of A-Z, 0-9, '.' and '-', "
+            "starting with a letter or digit"
+        )
+    return symbol
+
+
+def subject_token(symbol: str) -> str:
+    # '.' separates NATS subject tokens, and '_' is outside the symbol grammar, so the
+    # mapping is reversible.
+    return symbol.replace(".", "_")
+
+
+def subject_for(symbol: str, prefix: str = DEFAULT_SUBJECT_PREFIX) -> str:
+    """The subject a valid, normalised symbol is published on: `prices.BRK_B` for `BRK.B`."""
+    return f"{prefix}.{subject_token(symbol)}"
+
+
+def symbol_for(subject: str, prefix: str = DEFAULT_SUBJECT_PREFIX) -> str:
+    """The symbol of a price subject; raises InvalidSymbolError for any other subject."""
+    head, dot, token = subject.partition(".")
+    if head != prefix or not dot or "." in token:
+        raise InvalidSymbolError(f"subject {subject!r} is not a price subject under {prefix!r}")
+    return normalize_symbol(token.replace("_", "."))
+
+
+def all_subjects(prefix: str = DEFAULT_SUBJECT_PREFIX) -> str:
+    """The wildcard covering every symbol's subject."""
+    return f"{prefix}.>"
