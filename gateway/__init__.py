@@ -1,0 +1,1 @@
+"""The SSE gateway: JetStream prices to browsers, one consumer per client, exact resume."""

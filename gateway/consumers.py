@@ -1,0 +1,206 @@
+"""One client's JetStream consumer, and the pull loop that feeds it.
+
+nats-py's `fetch()` waits to fill a whole batch before returning, which would hold a live
+tick back for up to the request's expiry. This loop instead keeps pull requests
+outstanding and hands over whatever has arrived: ticks flow at once, catch-up comes in
+batches, and nothing more is asked of JetStream until the client has taken what it has,
+so a slow client costs the gateway at most ~1.5 batches of memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from types import TracebackType
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from gateway.errors import NatsUnavailableError, StreamEndedError
+
+logger = logging.getLogger(__name__)
+
+CLEANUP_TIMEOUT = 2.0
+_STATUS = "Status"
+_PENDING_MESSAGES = "Nats-Pending-Messages"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSpec:
+    """What a client's consumer delivers: which subjects, from where."""
+
+    stream: str
+    name: str
+    filter_subjects: tuple[str, ...]
+    deliver_policy: DeliverPolicy
+    start_sequence: int | None
+    inactive_threshold: float
+
+    def config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            name=self.name,
+            deliver_policy=self.deliver_policy,
+            opt_start_seq=self.start_sequence,
+            ack_policy=AckPolicy.NONE,
+            filter_subjects=list(self.filter_subjects),
+            # Per-client consumers are cheap only in memory with one replica (DESIGN.md);
+            # the stream itself keeps the data, and a lost consumer is recreated on resume.
+            mem_storage=True,
+            num_replicas=1,
+            inactive_threshold=self.inactive_threshold,
+        )
+
+
+def stream_sequence(reply: str) -> bytes:
+    """The stream sequence in a JetStream delivery's reply subject, as ASCII digits.
+
+    `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`, or the form
+    with domain and account hash before the stream (12 tokens).
+    """
+    tokens = reply.split(".")
+    return tokens[5 if len(tokens) == 9 else 7].encode()
+
+
+class ClientConsumer:
+    """An async context manager: creates the consumer on entry, deletes it on every exit."""
+
+    def __init__(
+        self, nc: NATS, js: JetStreamContext, spec: ConsumerSpec, *, batch: int, api_timeout: float
+    ) -> None:
+        self._nc = nc
+        self._js = js
+        self.spec = spec
+        self._batch = batch
+        self._api_timeout = api_timeout
+        # A pull request lives half the inactivity threshold, so the server sees a live
+        # consumer; idle heartbeats on it reveal a request lost in a NATS reconnect.
+        self._expires = max(1.0, min(30.0, spec.inactive_threshold / 2))
+        self._idle_heartbeat = self._expires / 4
+        self._silence = 3 * self._idle_heartbeat
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.name}"
+        self._inbox = nc.new_inbox()
+        self._ready: list[Msg] = []
+        self._wake = asyncio.Event()
+        self._outstanding = 0
+        self._last_heard = 0.0
+        self._failure: StreamEndedError | None = None
+        self._sub: Subscription | None = None
+
+    async def __aenter__(self) -> ClientConsumer:
+        try:
+            await self._js.add_consumer(
+                self.spec.stream, self.spec.config(), timeout=self._api_timeout
+            )
+        except (NatsError, TimeoutError) as exc:
+            # Includes the stream's consumer limit (10026): a capacity problem, not a bug.
+            raise NatsUnavailableError(f"could not create a consumer: {exc}") from None
+        self._last_heard = asyncio.get_running_loop().time()
+        try:
+            self._sub = await self._nc.subscribe(self._inbox, cb=self._on_message)
+        except BaseException:
+            await self._delete()
+            raise
+        logger.debug("consumer created", extra={"consumer": self.spec.name})
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._sub is not None:
+            # If the connection is closing, the subscription goes with it.
+            with contextlib.suppress(NatsError):
+                await self._sub.unsubscribe()
+        await self._delete()
+
+    async def _delete(self) -> None:
+        try:
+            async with asyncio.timeout(CLEANUP_TIMEOUT):
+                await self._js.delete_consumer(self.spec.stream, self.spec.name)
+        except NotFoundError:
+            pass  # already removed by the server (inactivity, stream deleted)
+        except (TimeoutError, NatsError) as exc:
+            # Not fatal: the server removes it after the inactivity threshold.
+            logger.warning(
+                "consumer not deleted", extra={"consumer": self.spec.name, "error": repr(exc)}
+            )
+        else:
+            logger.debug("consumer deleted", extra={"consumer": self.spec.name})
+
+    def stop(self, reason: str) -> None:
+        """End the feed: the pending or next `next_batch` raises StreamEndedError(reason)."""
+        if self._failure is None:
+            self._failure = StreamEndedError(reason)
+        self._wake.set()
+
+    async def next_batch(self, timeout: float) -> list[Msg]:
+        """The messages that have arrived, waiting up to `timeout` for at least one.
+
+        Returns [] when nothing came in time; raises StreamEndedError when the feed was
+        stopped or the consumer is gone (deleted, or lost with a NATS restart).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._ready:
+            if self._failure is not None:
+                raise self._failure
+            if self._outstanding <= self._batch // 2:
+                await self._pull()
+            now = loop.time()
+            heard_by = self._last_heard + self._silence
+            wait = min(deadline, heard_by) - now
+            if wait > 0:
+                self._wake.clear()
+                try:
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+            elif now >= deadline:
+                return []
+            else:
+                # Neither messages nor heartbeats: our pull requests were lost (a reconnect).
+                # Ask again; if the consumer itself is gone, the server answers 503.
+                self._outstanding = 0
+                self._last_heard = now
+        batch, self._ready = self._ready, []
+        return batch
+
+    async def _pull(self) -> None:
+        request = {
+            "batch": self._batch,
+            "expires": int(self._expires * 1e9),
+            "idle_heartbeat": int(self._idle_heartbeat * 1e9),
+        }
+        self._outstanding += self._batch
+        await self._nc.publish(self._next_subject, json.dumps(request).encode(), reply=self._inbox)
+
+    async def _on_message(self, msg: Msg) -> None:
+        self._last_heard = asyncio.get_running_loop().time()
+        headers = msg.headers
+        status = headers.get(_STATUS) if headers else None
+        if status is None:
+            self._ready.append(msg)
+            self._outstanding -= 1
+        elif status == "408" or (status == "409" and _PENDING_MESSAGES in headers):  # type: ignore[operator]
+            # A pull request expired or ended early: what it still owed will not come.
+            self._outstanding -= int(headers[_PENDING_MESSAGES])  # type: ignore[index]
+            description = headers.get("Description", "")  # type: ignore[union-attr]
+            if "Deleted" in description:
+                self._failure = StreamEndedError(f"consumer {self.spec.name} was deleted")
+        elif status == "409":
+            self._failure = StreamEndedError(f"consumer {self.spec.name}: {headers}")
+        elif status == "503":
+            self._failure = StreamEndedError(f"consumer {self.spec.name} is gone")
+        # 100 is an idle heartbeat, 404 "no messages" only answers no_wait requests.
+        self._wake.set()

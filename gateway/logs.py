@@ -1,0 +1,21 @@
+"""Logging set-up for the commands: one JSON object a line on stderr."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    )
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # nats-py logs every reconnect attempt at ERROR; our callbacks say it once.
+    logging.getLogger("nats").setLevel(logging.CRITICAL)
