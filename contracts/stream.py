@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError
 
 from contracts.errors import StreamConfigError
 from contracts.symbols import DEFAULT_SUBJECT_PREFIX, all_subjects
@@ -44,7 +44,8 @@ class StreamSettings:
             max_age=self.max_age,
             max_msgs_per_subject=self.max_msgs_per_subject,
             max_bytes=self.max_bytes,
-            duplicate_window=self.duplicate_window,
+            # JetStream refuses a duplicate window longer than the retention.
+            duplicate_window=min(self.duplicate_window, self.max_age),
             max_consumers=self.max_consumers,
             num_replicas=self.replicas,
             # Direct gets let any replica answer "latest price of X" without the leader.
@@ -62,12 +63,12 @@ async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> Strea
     try:
         # Creating with an identical config is a no-op that returns the stream.
         return await js.add_stream(config)
-    except BadRequestError as exc:
+    except APIError as exc:
         if exc.err_code != STREAM_NAME_IN_USE:
             raise StreamConfigError(f"stream {settings.name!r} cannot be created: {exc}") from None
     try:
         info = await js.update_stream(config)
-    except (BadRequestError, NotFoundError) as exc:
+    except APIError as exc:
         raise StreamConfigError(f"stream {settings.name!r} cannot be updated: {exc}") from None
     logger.info("stream updated", extra={"stream": settings.name})
     return info

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import Iterator
+from types import FrameType
 
 import uvicorn
 
@@ -20,3 +23,17 @@ class GatewayServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.hub.drain()
         await super().shutdown(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # A second signal of either kind ends at once (uvicorn only does so for SIGINT).
+        if self.should_exit:
+            self.force_exit = True
+        super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            # uvicorn re-raises the signal after a graceful stop, so the process would die
+            # of SIGTERM; a completed drain is a success, and Kubernetes expects exit 0.
+            self._captured_signals.clear()

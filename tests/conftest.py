@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
+import uvicorn
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from contracts.stream import StreamSettings, ensure_stream
-from tests.servers import NatsServer
+from gateway.app import build_app
+from gateway.hub import Hub
+from gateway.server import GatewayServer
+from gateway.settings import Settings
+from tests.servers import NatsServer, eventually, free_port
 
 
 @pytest.fixture
@@ -43,3 +51,67 @@ async def js(nc: NATS) -> JetStreamContext:
     context = nc.jetstream()
     await ensure_stream(context, StreamSettings())
     return context
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    settings: Settings
+    hub: Hub
+    server: GatewayServer
+    serving: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.serving  # lifespan exit: streams drained, consumers deleted, NATS closed
+
+
+StartGateway = Callable[..., Awaitable[RunningGateway]]
+
+
+@pytest.fixture
+async def start_gateway(nats_url: str) -> AsyncIterator[StartGateway]:
+    """Start gateways in this process, on free ports, over real HTTP (uvicorn)."""
+    running: list[RunningGateway] = []
+
+    async def start(**overrides: Any) -> RunningGateway:
+        values: dict[str, Any] = {
+            "nats_url": nats_url,
+            "port": free_port(),
+            "heartbeat": 0.5,
+            "inactive_threshold": 5.0,
+        }
+        settings = Settings(**(values | overrides))
+        hub = Hub(settings)
+        config = uvicorn.Config(
+            build_app(settings, hub),
+            host="127.0.0.1",
+            port=settings.port,
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+        )
+        server = GatewayServer(config, hub)
+        # Awaited in stop(): fixture set-up and teardown may run in different tasks,
+        # so this cannot live in a TaskGroup.
+        serving = asyncio.create_task(server.serve())
+        gateway = RunningGateway(
+            f"http://127.0.0.1:{settings.port}", settings, hub, server, serving
+        )
+        running.append(gateway)
+        await eventually(
+            lambda: server.started or serving.done(), within=10, what="gateway started"
+        )
+        await eventually(lambda: hub.js is not None, within=10, what="gateway connected")
+        return gateway
+
+    try:
+        yield start
+    finally:
+        for gateway in running:
+            if not gateway.serving.done():
+                await gateway.stop()
+
+
+@pytest.fixture
+async def gateway(start_gateway: StartGateway, js: JetStreamContext) -> RunningGateway:
+    return await start_gateway()
