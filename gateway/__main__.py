@@ -26,7 +26,9 @@ def main(argv: list[str]) -> int:
         port=settings.port,
         log_config=None,  # keep our JSON handler
         access_log=False,  # one line per stream from the gateway itself is enough
-        timeout_graceful_shutdown=30,
+        # The drain ends streams over --drain-period; then a margin for the last writes
+        # and consumer deletes before uvicorn cancels what is left.
+        timeout_graceful_shutdown=int(settings.drain_period) + 5,
         lifespan="on",
     )
     logger.info(

@@ -1,4 +1,4 @@
-"""The Starlette application: routes, error handlers, and the lifespan that owns NATS."""
+"""The Starlette application: routes, error handlers, and the lifespan that owns the hub."""
 
 from __future__ import annotations
 
@@ -16,14 +16,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from gateway.connection import connect, ensure_stream_until_done
-from gateway.errors import (
-    GatewayError,
-    gateway_error_handler,
-    http_error_handler,
-    unexpected_error_handler,
-)
+from gateway.errors import GatewayError, http_problem, internal_problem, problem_for
 from gateway.hub import Hub
+from gateway.metrics import INTERNAL
 from gateway.query import parse_query
 from gateway.settings import Settings
 from gateway.streaming import PriceStreamResponse
@@ -36,12 +31,14 @@ READY_CHECK_TIMEOUT = 2.0
 def build_app(settings: Settings, hub: Hub | None = None) -> Starlette:
     """The gateway as an ASGI app. Pass `hub` to keep a handle on it (for draining)."""
     hub = hub or Hub(settings)
+    metrics = hub.metrics
 
     async def stocks(request: Request) -> ASGIApp:
         query = parse_query(request.query_params, request.headers, settings.max_symbols)
         return PriceStreamResponse(hub, query)
 
     async def healthz(request: Request) -> Response:
+        # Answered by the event loop itself: liveness means the loop is not stuck.
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
@@ -50,31 +47,35 @@ def build_app(settings: Settings, hub: Hub | None = None) -> Starlette:
             return JSONResponse({"status": "unavailable", "detail": problem}, 503)
         return JSONResponse({"status": "ready"})
 
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    async def on_gateway_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        metrics.errors.labels(exc.kind).inc()
+        return problem_for(exc)
+
+    async def on_unexpected_error(request: Request, exc: Exception) -> Response:
+        metrics.errors.labels(INTERNAL).inc()
+        logger.exception("unhandled error", extra={"path": request.url.path})
+        return internal_problem()
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async def establish() -> None:
-            nc = await connect(settings.nats_url.split(","), f"gateway-{settings.gateway_id}")
-            hub.connect(nc)
-            await ensure_stream_until_done(nc, hub.stream)
-            logger.info("gateway ready", extra={"gateway": settings.gateway_id})
-
-        async with asyncio.TaskGroup() as tg:
-            connecting = tg.create_task(establish())
+        async with hub:
             yield
-            connecting.cancel()
-        if hub.nc is not None:
-            await hub.nc.drain()
 
     return Starlette(
         routes=[
             Route("/stocks", stocks),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
         ],
         exception_handlers={
-            GatewayError: gateway_error_handler,
-            HTTPException: http_error_handler,
-            Exception: unexpected_error_handler,
+            GatewayError: on_gateway_error,
+            HTTPException: http_problem,
+            Exception: on_unexpected_error,
         },
         lifespan=lifespan,
     )

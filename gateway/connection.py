@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import nats
 from nats.aio.client import Client as NATS
@@ -21,8 +22,15 @@ logger = logging.getLogger(__name__)
 RETRY_DELAY = 1.0
 
 
-async def connect(servers: list[str], name: str) -> NATS:
+async def connect(
+    servers: list[str], name: str, on_reconnected: Callable[[], Awaitable[None]]
+) -> NATS:
     """Connect, retrying every RETRY_DELAY seconds until a server answers."""
+
+    async def reconnected() -> None:
+        logger.info("NATS reconnected")
+        await on_reconnected()
+
     attempt = 0
     while True:
         attempt += 1
@@ -36,7 +44,7 @@ async def connect(servers: list[str], name: str) -> NATS:
                 reconnect_time_wait=0.5,
                 error_cb=_on_error,
                 disconnected_cb=_on_disconnected,
-                reconnected_cb=_on_reconnected,
+                reconnected_cb=reconnected,
             )
         except (NatsError, OSError, TimeoutError) as exc:
             if attempt == 1 or attempt % 30 == 0:
@@ -69,7 +77,3 @@ async def _on_error(exc: Exception) -> None:
 
 async def _on_disconnected() -> None:
     logger.warning("NATS disconnected")
-
-
-async def _on_reconnected() -> None:
-    logger.info("NATS reconnected")

@@ -25,6 +25,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from gateway.errors import NatsUnavailableError, StreamEndedError
+from gateway.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +74,19 @@ class ClientConsumer:
     """An async context manager: creates the consumer on entry, deletes it on every exit."""
 
     def __init__(
-        self, nc: NATS, js: JetStreamContext, spec: ConsumerSpec, *, batch: int, api_timeout: float
+        self,
+        nc: NATS,
+        js: JetStreamContext,
+        spec: ConsumerSpec,
+        metrics: Metrics,
+        *,
+        batch: int,
+        api_timeout: float,
     ) -> None:
         self._nc = nc
         self._js = js
         self.spec = spec
+        self._metrics = metrics
         self._batch = batch
         self._api_timeout = api_timeout
         # A pull request lives half the inactivity threshold, so the server sees a live
@@ -124,9 +133,11 @@ class ClientConsumer:
         await self._delete()
 
     async def _delete(self) -> None:
+        self._metrics.consumers_open.dec()
         try:
             async with asyncio.timeout(CLEANUP_TIMEOUT):
-                await self._js.delete_consumer(self.spec.stream, self.spec.name)
+                with self._metrics.consumer_delete_seconds.time():
+                    await self._js.delete_consumer(self.spec.stream, self.spec.name)
         except NotFoundError:
             pass  # already removed by the server (inactivity, stream deleted)
         except (TimeoutError, NatsError) as exc:
@@ -141,6 +152,11 @@ class ClientConsumer:
         """End the feed: the pending or next `next_batch` raises StreamEndedError(reason)."""
         if self._failure is None:
             self._failure = StreamEndedError(reason)
+        self._wake.set()
+
+    def repull(self) -> None:
+        """Forget the pull requests in flight (lost in a reconnect) and ask again."""
+        self._outstanding = 0
         self._wake.set()
 
     async def next_batch(self, timeout: float) -> list[Msg]:
@@ -183,7 +199,13 @@ class ClientConsumer:
             "idle_heartbeat": int(self._idle_heartbeat * 1e9),
         }
         self._outstanding += self._batch
-        await self._nc.publish(self._next_subject, json.dumps(request).encode(), reply=self._inbox)
+        try:
+            await self._nc.publish(
+                self._next_subject, json.dumps(request).encode(), reply=self._inbox
+            )
+        except NatsError:
+            # Closed or over nats-py's reconnect buffer: asked again after the silence.
+            self._outstanding -= self._batch
 
     async def _on_message(self, msg: Msg) -> None:
         self._last_heard = asyncio.get_running_loop().time()

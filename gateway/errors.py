@@ -11,13 +11,11 @@ After a stream has started, an error can only end it: `StreamEndedError` says wh
 
 from __future__ import annotations
 
-import logging
 from typing import ClassVar
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-
-logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = 2
@@ -26,20 +24,24 @@ RETRY_AFTER_SECONDS = 2
 class GatewayError(Exception):
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal error"
+    kind: ClassVar[str] = "internal"  # the label of gateway_errors_total
 
 
 class BadRequestError(GatewayError):
     status = 400
     title = "Bad request"
+    kind = "bad_request"
 
 
 class UnavailableError(GatewayError):
     status = 503
     title = "Service unavailable"
+    kind = "nats_unavailable"
 
 
 class AtCapacityError(UnavailableError):
     title = "At connection limit"
+    kind = "at_capacity"
 
 
 class NatsUnavailableError(UnavailableError):
@@ -60,26 +62,14 @@ def problem_for(exc: GatewayError) -> Response:
     return problem(exc.status, exc.title, str(exc), type(exc).__name__)
 
 
-async def gateway_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, GatewayError)
-    return problem_for(exc)
-
-
-async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
-    logger.exception("unhandled error", extra={"path": request.url.path})
+def internal_problem() -> Response:
     return problem(
         500, "Internal error", "the gateway failed to answer; see its log", "InternalError"
     )
 
 
-async def http_error_handler(request: Request, exc: Exception) -> Response:
+async def http_problem(request: Request, exc: Exception) -> Response:
     """Starlette's own 404/405 as problem details too."""
-    from starlette.exceptions import HTTPException
-
     assert isinstance(exc, HTTPException)
-    return problem(
-        exc.status_code,
-        exc.detail,
-        f"{request.method} {request.url.path}: {exc.detail}",
-        f"http-{exc.status_code}",
-    )
+    detail = f"{request.method} {request.url.path}: {exc.detail}"
+    return problem(exc.status_code, exc.detail, detail, f"http-{exc.status_code}")

@@ -1,13 +1,20 @@
-"""The hub: the gateway's NATS side. Opens one consumer per client and ends them all on drain."""
+"""The hub: the gateway's NATS side. Connects, opens one consumer per client, and drains.
+
+It owns a task group for process-wide work (the connection, the drain waves) and every
+client consumer this process creates.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import logging
+import random
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from types import TracebackType
 
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
@@ -17,8 +24,10 @@ from nats.js.errors import NotFoundError
 
 from contracts.stream import StreamSettings
 from contracts.symbols import all_subjects, subject_for
+from gateway.connection import connect, ensure_stream_until_done
 from gateway.consumers import ClientConsumer, ConsumerSpec
 from gateway.errors import AtCapacityError, NatsUnavailableError
+from gateway.metrics import Metrics
 from gateway.query import StreamQuery
 from gateway.resume import Start, resolve_start
 from gateway.settings import Settings
@@ -39,31 +48,82 @@ class ClientFeed:
 
 
 class Hub:
-    """Owns every client consumer this process creates; `drain()` ends all their streams."""
+    """`async with Hub(settings) as hub`: connected in the background, drained on exit."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self.stream: StreamSettings = settings.stream_settings()
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
-        self._feeds: dict[str, ClientFeed] = {}
-        self._attached = 0  # feeds plus clients still being attached
-        self._client_numbers = itertools.count(1)
         self.draining = asyncio.Event()
+        self._feeds: dict[str, ClientFeed] = {}
+        self._per_address: Counter[str] = Counter()  # streams by client address
+        self._client_numbers = itertools.count(1)
+        self._tasks = asyncio.TaskGroup()
+        self._background: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Hub:
+        await self._tasks.__aenter__()
+        self._background.append(self._tasks.create_task(self._establish()))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for task in self._background:
+            task.cancel()
+        await self._tasks.__aexit__(exc_type, exc, tb)
+        if self.nc is not None:
+            await self.nc.drain()  # flushes consumer deletes still in flight, then closes
+
+    async def _establish(self) -> None:
+        nc = await connect(
+            self.settings.nats_url.split(","),
+            f"gateway-{self.settings.gateway_id}",
+            self._on_reconnected,
+        )
+        self.nc = nc
+        self.js = nc.jetstream(timeout=self.settings.nats_timeout)
+        await ensure_stream_until_done(nc, self.stream)
+        logger.info("gateway ready", extra={"gateway": self.settings.gateway_id})
+
+    async def _on_reconnected(self) -> None:
+        # Pull requests do not survive a reconnect; ask again at once rather than waiting
+        # for the silence to show. A consumer lost with a restarted server then answers 503.
+        for feed in list(self._feeds.values()):
+            feed.consumer.repull()
 
     @property
     def open_streams(self) -> int:
-        return self._attached
-
-    def connect(self, nc: NATS) -> None:
-        self.nc = nc
-        self.js = nc.jetstream(timeout=self.settings.nats_timeout)
+        return sum(self._per_address.values())
 
     def drain(self) -> None:
-        """Refuse new streams and end the open ones (they resume elsewhere by Last-Event-ID)."""
+        """Refuse new streams at once, and end the open ones in waves over the drain period,
+        so their reconnects (by Last-Event-ID, to other replicas) do not arrive all at once."""
+        if self.draining.is_set():
+            return
         self.draining.set()
-        for feed in list(self._feeds.values()):
+        feeds = list(self._feeds.values())
+        random.shuffle(feeds)
+        logger.info("draining", extra={"streams": len(feeds), "period": self.settings.drain_period})
+        self._background.append(self._tasks.create_task(self._end_in_waves(feeds)))
+
+    async def _end_in_waves(self, feeds: list[ClientFeed]) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        period = self.settings.drain_period
+        for i, feed in enumerate(feeds):
+            due = started + period * i / len(feeds)
+            if (delay := due - loop.time()) > 0:
+                await asyncio.sleep(delay)
             feed.consumer.stop(DRAINING)
+        logger.info(
+            "drained", extra={"streams": len(feeds), "seconds": round(loop.time() - started, 3)}
+        )
 
     def _subjects(self, query: StreamQuery) -> tuple[str, ...]:
         prefix = self.stream.subject_prefix
@@ -81,21 +141,28 @@ class Hub:
         except (NatsError, TimeoutError) as exc:
             raise NatsUnavailableError(f"NATS did not answer: {exc!r}") from None
 
+    def _admit(self, address: str) -> None:
+        settings = self.settings
+        if self.draining.is_set():
+            raise NatsUnavailableError("gateway is shutting down; reconnect to another replica")
+        if self.open_streams >= settings.max_connections:
+            raise AtCapacityError(
+                f"this gateway holds its limit of {settings.max_connections} streams"
+            )
+        per_client = settings.max_connections_per_client
+        if per_client and self._per_address[address] >= per_client:
+            raise AtCapacityError(f"{address} holds its limit of {per_client} streams")
+
     @asynccontextmanager
-    async def attach(self, query: StreamQuery) -> AsyncIterator[ClientFeed]:
+    async def attach(self, query: StreamQuery, address: str) -> AsyncIterator[ClientFeed]:
         """A feed for one client; its consumer is deleted however the block exits.
 
         Raises AtCapacityError, NatsUnavailableError or BadRequestError before anything
         has been sent, so the caller can still answer with a problem.
         """
-        if self.draining.is_set():
-            raise NatsUnavailableError("gateway is shutting down; reconnect to another replica")
-        if self._attached >= self.settings.max_connections:
-            raise AtCapacityError(
-                f"this gateway holds its limit of {self.settings.max_connections} streams"
-            )
-        # Count the client before the first await, so concurrent attaches respect the limit.
-        self._attached += 1
+        self._admit(address)
+        # Counted before the first await, so concurrent attaches respect the limits.
+        self._per_address[address] += 1
         try:
             info = await self._stream_info()
             assert self.js is not None
@@ -117,6 +184,7 @@ class Hub:
                 self.nc,
                 self.js,
                 spec,
+                self.metrics,
                 batch=self.settings.pull_batch,
                 api_timeout=self.settings.nats_timeout,
             )
@@ -130,4 +198,6 @@ class Hub:
                 finally:
                     del self._feeds[client_id]
         finally:
-            self._attached -= 1
+            self._per_address[address] -= 1
+            if not self._per_address[address]:
+                del self._per_address[address]

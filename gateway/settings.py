@@ -31,7 +31,16 @@ class Settings(CommonSettings):
         30.0, "seconds after which NATS deletes the consumer of a client that is gone"
     )
     max_connections: int = setting(10_000, "open /stocks streams per process; more get 503")
+    max_connections_per_client: int = setting(
+        0, "open /stocks streams per client address; 0 means no limit"
+    )
     max_symbols: int = setting(100, "symbols per /stocks request")
+    send_timeout: float = setting(
+        10.0, "seconds a write may wait for a client that does not read before its stream ends"
+    )
+    drain_period: float = setting(
+        10.0, "seconds over which open streams are ended on SIGTERM, in waves"
+    )
     pull_batch: int = setting(256, "messages asked of JetStream per pull request")
     nats_timeout: float = setting(5.0, "seconds to wait for a JetStream API answer")
 
@@ -48,7 +57,10 @@ class Settings(CommonSettings):
         require(self.retry > 0, "--retry must be > 0")
         require(self.inactive_threshold >= 1, "--inactive-threshold must be >= 1 second")
         require(self.max_connections > 0, "--max-connections must be > 0")
+        require(self.max_connections_per_client >= 0, "--max-connections-per-client must be >= 0")
         require(self.max_symbols > 0, "--max-symbols must be > 0")
+        require(self.send_timeout > 0, "--send-timeout must be > 0")
+        require(self.drain_period >= 0, "--drain-period must be >= 0")
         require(1 <= self.pull_batch <= 10_000, "--pull-batch must be 1-10000")
         require(self.nats_timeout > 0, "--nats-timeout must be > 0")
 

@@ -36,7 +36,7 @@ def is_spliceable(payload: bytes) -> bool:
         len(payload) > 2
         and payload[0] == 0x7B  # {
         and payload[1] == 0x22  # " : the first field follows at once
-        and payload.rstrip()[-1] == 0x7D  # }
+        and payload[-1] == 0x7D  # }
         and b"\n" not in payload
         and b"\r" not in payload
     )

@@ -80,6 +80,7 @@ async def start_gateway(nats_url: str) -> AsyncIterator[StartGateway]:
             "port": free_port(),
             "heartbeat": 0.5,
             "inactive_threshold": 5.0,
+            "drain_period": 0.0,
         }
         settings = Settings(**(values | overrides))
         hub = Hub(settings)

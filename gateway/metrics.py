@@ -1,0 +1,74 @@
+"""Prometheus metrics of one gateway process (its own registry, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+# Error kinds, the values of gateway_errors_total{kind=...}.
+BAD_REQUEST = "bad_request"
+AT_CAPACITY = "at_capacity"
+NATS_UNAVAILABLE = "nats_unavailable"
+INVALID_MESSAGE = "invalid_message"
+CONSUMER_LOST = "consumer_lost"
+INTERNAL = "internal"
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.open_streams = Gauge("gateway_open_streams", "SSE streams open now", registry=r)
+        self.events_sent = Counter(
+            "gateway_events_sent", "price events written to clients", registry=r
+        )
+        self.consumers_open = Gauge(
+            "gateway_consumers_open", "JetStream consumers this process holds", registry=r
+        )
+        self.consumer_create_seconds = Histogram(
+            "gateway_consumer_create_seconds",
+            "time to create a client's consumer",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.consumer_delete_seconds = Histogram(
+            "gateway_consumer_delete_seconds",
+            "time to delete a client's consumer",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter("gateway_errors", "errors by kind", ["kind"], registry=r)
+        self.slow_client_disconnects = Counter(
+            "gateway_slow_client_disconnects",
+            "streams ended because the client did not read",
+            registry=r,
+        )
+        self.resets_sent = Counter(
+            "gateway_resets_sent", "event: reset sent, by reason", ["reason"], registry=r
+        )
+        self.publish_to_send_seconds = Histogram(
+            "gateway_publish_to_send_seconds",
+            "tick timestamp to the write of its bytes (the oldest event of each write)",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.streams_ended = Counter(
+            "gateway_streams_ended", "streams ended, by reason", ["reason"], registry=r
+        )
+        for kind in (
+            BAD_REQUEST,
+            AT_CAPACITY,
+            NATS_UNAVAILABLE,
+            INVALID_MESSAGE,
+            CONSUMER_LOST,
+            INTERNAL,
+        ):
+            self.errors.labels(kind)  # present at 0, so dashboards and alerts see them
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
