@@ -104,6 +104,8 @@ class ClientConsumer:
         self._sub: Subscription | None = None
 
     async def __aenter__(self) -> ClientConsumer:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             await self._js.add_consumer(
                 self.spec.stream, self.spec.config(), timeout=self._api_timeout
@@ -111,7 +113,9 @@ class ClientConsumer:
         except (NatsError, TimeoutError) as exc:
             # Includes the stream's consumer limit (10026): a capacity problem, not a bug.
             raise NatsUnavailableError(f"could not create a consumer: {exc}") from None
-        self._last_heard = asyncio.get_running_loop().time()
+        self._last_heard = loop.time()
+        self._metrics.consumer_create_seconds.observe(self._last_heard - started)
+        self._metrics.consumers_open.inc()
         try:
             self._sub = await self._nc.subscribe(self._inbox, cb=self._on_message)
         except BaseException:

@@ -60,12 +60,15 @@ class Hub:
         self._feeds: dict[str, ClientFeed] = {}
         self._per_address: Counter[str] = Counter()  # streams by client address
         self._client_numbers = itertools.count(1)
+        self._no_streams = asyncio.Event()
+        self._no_streams.set()
+        # Process-wide work; today the connection, later any shared feed.
         self._tasks = asyncio.TaskGroup()
-        self._background: list[asyncio.Task[None]] = []
+        self._establishing: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Hub:
         await self._tasks.__aenter__()
-        self._background.append(self._tasks.create_task(self._establish()))
+        self._establishing = self._tasks.create_task(self._establish())
         return self
 
     async def __aexit__(
@@ -74,8 +77,8 @@ class Hub:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for task in self._background:
-            task.cancel()
+        if self._establishing is not None:
+            self._establishing.cancel()
         await self._tasks.__aexit__(exc_type, exc, tb)
         if self.nc is not None:
             await self.nc.drain()  # flushes consumer deletes still in flight, then closes
@@ -101,29 +104,31 @@ class Hub:
     def open_streams(self) -> int:
         return sum(self._per_address.values())
 
-    def drain(self) -> None:
+    async def drain(self) -> None:
         """Refuse new streams at once, and end the open ones in waves over the drain period,
         so their reconnects (by Last-Event-ID, to other replicas) do not arrive all at once."""
-        if self.draining.is_set():
-            return
         self.draining.set()
         feeds = list(self._feeds.values())
         random.shuffle(feeds)
-        logger.info("draining", extra={"streams": len(feeds), "period": self.settings.drain_period})
-        self._background.append(self._tasks.create_task(self._end_in_waves(feeds)))
-
-    async def _end_in_waves(self, feeds: list[ClientFeed]) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         period = self.settings.drain_period
+        logger.info("draining", extra={"streams": len(feeds), "period": period})
         for i, feed in enumerate(feeds):
-            due = started + period * i / len(feeds)
-            if (delay := due - loop.time()) > 0:
+            if (delay := started + period * i / len(feeds) - loop.time()) > 0:
                 await asyncio.sleep(delay)
             feed.consumer.stop(DRAINING)
+        self.end_all()  # and any stream that was still attaching
+        await self._no_streams.wait()  # each stream's last write and consumer delete
         logger.info(
             "drained", extra={"streams": len(feeds), "seconds": round(loop.time() - started, 3)}
         )
+
+    def end_all(self) -> None:
+        """End every open stream now."""
+        self.draining.set()
+        for feed in list(self._feeds.values()):
+            feed.consumer.stop(DRAINING)
 
     def _subjects(self, query: StreamQuery) -> tuple[str, ...]:
         prefix = self.stream.subject_prefix
@@ -163,6 +168,7 @@ class Hub:
         self._admit(address)
         # Counted before the first await, so concurrent attaches respect the limits.
         self._per_address[address] += 1
+        self._no_streams.clear()
         try:
             info = await self._stream_info()
             assert self.js is not None
@@ -201,3 +207,5 @@ class Hub:
             self._per_address[address] -= 1
             if not self._per_address[address]:
                 del self._per_address[address]
+                if not self._per_address:
+                    self._no_streams.set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 from collections.abc import Iterator
@@ -21,7 +22,13 @@ class GatewayServer(uvicorn.Server):
         self.hub = hub
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self.hub.drain()
+        # Still listening while draining: readiness and new /stocks answer 503 at once.
+        draining = asyncio.create_task(self.hub.drain())
+        while not draining.done() and not self.force_exit:
+            await asyncio.wait({draining}, timeout=0.1)  # uvicorn polls force_exit alike
+        if not draining.done():
+            draining.cancel()
+            self.hub.end_all()
         await super().shutdown(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
