@@ -1,0 +1,151 @@
+"""Faults while clients stream: SIGTERM of a replica, NATS restarted. Every client ends up
+with every tick exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import httpx
+import pytest
+from nats.js import JetStreamContext
+
+from tests.processes import GatewayProcess
+from tests.publishing import SteadyPublisher
+from tests.resuming_client import ResumingClient
+from tests.servers import NatsServer, eventually
+
+SYMBOLS = ["AAPL", "MSFT", "BRK.B"]
+
+StartProcess = Callable[..., Coroutine[Any, Any, GatewayProcess]]
+
+
+@pytest.fixture
+async def gateway_processes(nats_url: str) -> AsyncIterator[StartProcess]:
+    started: list[GatewayProcess] = []
+
+    async def start(*args: str) -> GatewayProcess:
+        process = GatewayProcess(nats_url, "--inactive-threshold", "5", *args)
+        started.append(process)
+        await process.start()
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            await process.stop()
+
+
+async def start_clients(
+    tg: asyncio.TaskGroup,
+    js: JetStreamContext,
+    publisher: SteadyPublisher,
+    clients: list[ResumingClient],
+) -> None:
+    """Clients first get the latest tick per symbol; publish those first, so that what each
+    client must receive is exactly everything the publisher stored."""
+    for symbol in SYMBOLS:
+        await publisher.publish_one(symbol)
+    for client in clients:
+        tg.create_task(client.run())
+    await eventually(
+        lambda: all(len(c.session.events) == len(SYMBOLS) for c in clients),
+        within=10,
+        what="clients got the latest prices",
+    )
+    tg.create_task(publisher.run())
+
+
+async def test_sigterm_ends_streams_cleanly_and_clients_resume_on_another_replica(
+    gateway_processes: StartProcess, js: JetStreamContext
+) -> None:
+    leaving = await gateway_processes("--drain-period", "2")
+    staying = await gateway_processes()
+    publisher = SteadyPublisher(js, SYMBOLS, rate=50)
+    clients = [ResumingClient([leaving.url, staying.url]) for _ in range(4)]
+    async with asyncio.TaskGroup() as tg:
+        await start_clients(tg, js, publisher, clients)
+        await eventually(
+            lambda: all(len(c.session.events) >= 5 for c in clients),
+            within=10,
+            what="clients streaming from the first replica",
+        )
+        assert leaving.process is not None
+        leaving.process.send_signal(signal.SIGTERM)
+        # During the drain: not ready, and new streams refused with 503 at once.
+        async with httpx.AsyncClient() as http:
+            await eventually(
+                lambda: _status(http, f"{leaving.url}/readyz", 503),
+                within=2,
+                what="readiness 503 during the drain",
+            )
+            refused = await http.get(f"{leaving.url}/stocks")
+        assert refused.status_code == 503
+        assert "retry-after" in refused.headers
+        async with asyncio.timeout(20):
+            assert await leaving.process.wait() == 0
+        count = len(publisher.sequences)
+        await eventually(
+            lambda: len(publisher.sequences) >= count + 50,
+            within=10,
+            what="more ticks after the failover",
+        )
+        publisher.stop()
+        await eventually(
+            lambda: all(c.session.sequences == sorted(publisher.sequences) for c in clients),
+            within=10,
+            what="clients caught up",
+        )
+        for client in clients:
+            client.stop()
+    for client in clients:
+        assert client.session.sequences == sorted(publisher.sequences)
+        assert any(ending.endswith(": end") for ending in client.session.endings), (
+            "the drained stream ended cleanly, not cut"
+        )
+        assert not client.session.resets
+    await eventually(lambda: _no_consumers(js), within=5, what="no consumer left")
+
+
+async def _status(http: httpx.AsyncClient, url: str, code: int) -> bool:
+    try:
+        return (await http.get(url)).status_code == code
+    except httpx.TransportError:
+        return False
+
+
+async def _no_consumers(js: JetStreamContext) -> bool:
+    return (await js.stream_info("PRICES")).state.consumer_count == 0
+
+
+async def test_nats_restart_mid_stream_delivers_every_tick_exactly_once(
+    nats_server: NatsServer, gateway_processes: StartProcess, js: JetStreamContext
+) -> None:
+    gateway = await gateway_processes()
+    publisher = SteadyPublisher(js, SYMBOLS, rate=40)
+    client = ResumingClient([gateway.url])
+    async with asyncio.TaskGroup() as tg:
+        await start_clients(tg, js, publisher, [client])
+        await eventually(lambda: len(client.session.events) >= 20, within=10, what="streaming")
+        await nats_server.stop()
+        await asyncio.sleep(1.0)  # an outage: the publisher retries, the client waits
+        await nats_server.start()
+        count = len(publisher.sequences)
+        await eventually(
+            lambda: len(publisher.sequences) >= count + 40,
+            within=20,
+            what="publishing again after the restart",
+        )
+        publisher.stop()
+        await eventually(
+            lambda: client.session.sequences == sorted(publisher.sequences),
+            within=20,
+            what="client has every tick",
+        )
+        client.stop()
+    assert publisher.retries > 0, "the outage was seen by the publisher"
+    assert client.session.sequences == sorted(publisher.sequences)
+    assert not client.session.resets
