@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
@@ -135,3 +136,8 @@ class CommonSettings:
             max_consumers=self.stream_max_consumers,
             replicas=self.stream_replicas,
         )
+
+
+def redact_urls(urls: str) -> str:
+    """NATS URL(s) fit for logs: user, password or token replaced by '***'."""
+    return ",".join(re.sub(r"//[^/@]*@", "//***@", url.strip()) for url in urls.split(","))

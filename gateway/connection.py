@@ -15,6 +15,7 @@ from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 
 from contracts.errors import StreamConfigError
+from contracts.settings import redact_urls
 from contracts.stream import StreamSettings, ensure_stream
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,11 @@ async def connect(
             if attempt == 1 or attempt % 30 == 0:
                 logger.warning(
                     "NATS not reachable, retrying",
-                    extra={"servers": servers, "attempt": attempt, "error": repr(exc)},
+                    extra={
+                        "servers": redact_urls(",".join(servers)),
+                        "attempt": attempt,
+                        "error": repr(exc),
+                    },
                 )
             await asyncio.sleep(RETRY_DELAY)
 

@@ -9,8 +9,27 @@ from collections.abc import Iterator
 from types import FrameType
 
 import uvicorn
+from starlette.types import ASGIApp
 
+from gateway.http_limits import bounded_http_protocol
 from gateway.hub import Hub
+from gateway.settings import Settings
+
+
+def server_config(settings: Settings, app: ASGIApp, **overrides: object) -> uvicorn.Config:
+    """uvicorn's config for the gateway, shared by the command and the tests."""
+    options: dict[str, object] = {
+        "host": settings.host,
+        "port": settings.port,
+        "http": bounded_http_protocol(settings.max_header_bytes),
+        "log_config": None,  # keep the process's JSON handler
+        "access_log": False,  # the gateway logs one line per stream itself
+        # Streams end over --drain-period; then a margin for the last writes and consumer
+        # deletes before uvicorn cancels what is left.
+        "timeout_graceful_shutdown": int(settings.drain_period) + 5,
+        "lifespan": "on",
+    }
+    return uvicorn.Config(app, **(options | overrides))  # type: ignore[arg-type]
 
 
 class GatewayServer(uvicorn.Server):

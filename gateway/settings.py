@@ -35,6 +35,7 @@ class Settings(CommonSettings):
         0, "open /stocks streams per client address; 0 means no limit"
     )
     max_symbols: int = setting(100, "symbols per /stocks request")
+    max_header_bytes: int = setting(16 * 1024, "bytes of request line and headers; more get 431")
     send_timeout: float = setting(
         10.0, "seconds a write may wait for a client that does not read before its stream ends"
     )
@@ -59,6 +60,7 @@ class Settings(CommonSettings):
         require(self.max_connections > 0, "--max-connections must be > 0")
         require(self.max_connections_per_client >= 0, "--max-connections-per-client must be >= 0")
         require(self.max_symbols > 0, "--max-symbols must be > 0")
+        require(self.max_header_bytes >= 1024, "--max-header-bytes must be >= 1024")
         require(self.send_timeout > 0, "--send-timeout must be > 0")
         require(self.drain_period >= 0, "--drain-period must be >= 0")
         require(1 <= self.pull_batch <= 10_000, "--pull-batch must be 1-10000")

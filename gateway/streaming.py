@@ -110,6 +110,8 @@ class PriceStreamResponse:
                 "stream closed",
                 extra={
                     "client": feed.client_id,
+                    "symbols": self.query.symbols or "*",
+                    "position": str(self.query.position or ""),
                     "reason": reason,
                     "sent": sent,
                     "seconds": round(time.monotonic() - started, 3),

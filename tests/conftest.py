@@ -10,14 +10,13 @@ from typing import Any
 
 import nats
 import pytest
-import uvicorn
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from contracts.stream import StreamSettings, ensure_stream
 from gateway.app import build_app
 from gateway.hub import Hub
-from gateway.server import GatewayServer
+from gateway.server import GatewayServer, server_config
 from gateway.settings import Settings
 from tests.servers import NatsServer, eventually, free_port
 
@@ -84,13 +83,7 @@ async def start_gateway(nats_url: str) -> AsyncIterator[StartGateway]:
         }
         settings = Settings(**(values | overrides))
         hub = Hub(settings)
-        config = uvicorn.Config(
-            build_app(settings, hub),
-            host="127.0.0.1",
-            port=settings.port,
-            log_level="warning",
-            timeout_graceful_shutdown=5,
-        )
+        config = server_config(settings, build_app(settings, hub), log_level="warning")
         server = GatewayServer(config, hub)
         # Awaited in stop(): fixture set-up and teardown may run in different tasks,
         # so this cannot live in a TaskGroup.

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from nats.js import JetStreamContext
@@ -96,3 +97,49 @@ async def test_consumer_of_a_killed_gateway_goes_after_the_inactivity_threshold(
 
 async def _no_consumers(js: JetStreamContext) -> bool:
     return (await js.stream_info("PRICES")).state.consumer_count == 0
+
+
+async def test_restarted_gateway_serves_beside_the_consumers_of_a_killed_one(
+    nats_url: str, gateway_process: GatewayProcess, js: JetStreamContext
+) -> None:
+    async with open_stream(gateway_process.url, {"symbols": "AAPL"}) as stream:
+        await stream.next_block()
+        await gateway_process.signal(signal.SIGKILL)
+    orphans = [c.name for c in await js.consumers_info("PRICES")]
+    restarted = GatewayProcess(nats_url)
+    try:
+        await restarted.start()
+        await publish(js, "AAPL", "7.00")
+        async with open_stream(restarted.url, {"symbols": "AAPL"}) as stream:
+            event = await stream.next_event()
+            names = {c.name for c in await js.consumers_info("PRICES")}
+    finally:
+        await restarted.stop()
+    assert event.json()["price"] == 7.0
+    assert len(orphans) == 1
+    assert orphans[0] in names, "the orphan is still there, and did not get in the way"
+    assert len(names) == 2
+
+
+async def test_a_second_sigterm_ends_at_once(nats_url: str, js: JetStreamContext) -> None:
+    gateway = GatewayProcess(nats_url, "--drain-period", "60")
+    try:
+        await gateway.start()
+        async with open_stream(gateway.url) as one, open_stream(gateway.url) as two:
+            await one.next_block()
+            await two.next_block()
+            assert gateway.process is not None
+            gateway.process.send_signal(signal.SIGTERM)
+            await eventually(_not_ready(gateway), within=5, what="draining")
+            async with asyncio.timeout(5):  # not the 60 s drain period
+                status = await gateway.signal(signal.SIGTERM)
+    finally:
+        await gateway.stop()
+    assert status == 0
+
+
+def _not_ready(gateway: GatewayProcess) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return not await gateway.ready()
+
+    return check

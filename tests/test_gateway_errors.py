@@ -97,3 +97,11 @@ async def test_undecodable_input_is_a_400_problem_too(gateway: RunningGateway, q
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"
     assert "Traceback" not in response.text
+
+
+async def test_oversized_request_headers_get_a_431_problem(gateway: RunningGateway) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"{gateway.url}/stocks", headers={"X-Big": "a" * 20_000})
+    assert response.status_code == 431
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "16384 bytes" in response.json()["detail"]
