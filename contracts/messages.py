@@ -8,7 +8,15 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import simplejson
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+)
 
 from contracts.errors import InvalidSymbolError, InvalidTickError
 from contracts.symbols import normalize_symbol
@@ -16,6 +24,14 @@ from contracts.symbols import normalize_symbol
 # RFC 3339 in UTC: a 'Z' or a zero offset, seconds, and at most microseconds.
 _RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]00:00)", re.IGNORECASE)
 MAX_TICK_BYTES = 64 * 1024
+SOURCE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# Every publish carries it; JetStream stores a repeated id once within the duplicate window.
+MSG_ID_HEADER = "Nats-Msg-Id"
+
+
+def message_id(source: str, counter: int) -> str:
+    """The Nats-Msg-Id of a source's `counter`-th tick; counters never repeat for a source."""
+    return f"{source}:{counter}"
 
 
 def _parse_utc_timestamp(value: object) -> datetime:
@@ -39,9 +55,14 @@ def _check_symbol(value: str) -> str:
 
 Symbol = Annotated[str, AfterValidator(_check_symbol)]
 # Exact decimal: at most 12 integer and 6 fraction digits, never through a binary float.
-Price = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=6, allow_inf_nan=False)]
+Price = Annotated[
+    Decimal,
+    Field(gt=0, max_digits=18, decimal_places=6, allow_inf_nan=False),
+    # On the wire a JSON number (never a string), whatever pydantic says of Decimal.
+    WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 999999999999.999999}),
+]
 Timestamp = Annotated[datetime, BeforeValidator(_parse_utc_timestamp)]
-Source = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Source = Annotated[str, Field(pattern=f"^{SOURCE_PATTERN.pattern}$")]
 
 
 class PriceTick(BaseModel):

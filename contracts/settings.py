@@ -13,7 +13,7 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from contracts.stream import StreamSettings
 from contracts.symbols import SYMBOL_PATTERN
@@ -54,7 +54,7 @@ def load_settings(
         try:
             value = f.default if default is None else parse(default)
         except (ValueError, argparse.ArgumentTypeError):
-            parser.error(f"${var}: invalid {kind.__name__} value {default!r}")
+            _fail(parser, f"${var}: invalid {kind.__name__} value {default!r}")
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
             type=parse,
@@ -66,7 +66,12 @@ def load_settings(
     try:
         return cls(**vars(args))
     except SettingsError as exc:
-        parser.error(str(exc))
+        _fail(parser, str(exc))
+
+
+def _fail(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+    # One line, unlike parser.error(), which prints the whole usage block first.
+    parser.exit(2, f"{parser.prog}: error: {message}\n")
 
 
 def require(condition: bool, message: str) -> None:

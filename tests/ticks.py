@@ -9,7 +9,7 @@ from decimal import Decimal
 from nats.js import JetStreamContext
 
 from contracts.event_ids import incarnation_of
-from contracts.messages import PriceTick
+from contracts.messages import MSG_ID_HEADER, PriceTick, message_id
 from contracts.symbols import subject_for
 
 _ids = itertools.count(1)
@@ -39,7 +39,7 @@ async def publish(
     ack = await js.publish(
         subject_for(tick.symbol),
         tick.encode(),
-        headers={"Nats-Msg-Id": msg_id or f"{source}:{next(_ids)}"},
+        headers={MSG_ID_HEADER: msg_id or message_id(source, next(_ids))},
     )
     return ack.seq
 
