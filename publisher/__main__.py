@@ -1,0 +1,59 @@
+"""`python -m publisher`: publish demo ticks to NATS JetStream until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+from publisher.app import PublisherService
+from publisher.errors import PublisherError
+from publisher.settings import PublisherSettings, from_environment
+
+PROG = "python -m publisher"
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    )
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # nats-py logs every failed reconnect attempt; our callbacks say it once.
+    logging.getLogger("nats").setLevel(logging.CRITICAL)
+
+
+async def serve(settings: PublisherSettings) -> int:
+    service = PublisherService(settings)
+    try:
+        try:
+            await service.open()
+        except PublisherError as exc:
+            # Before anything else is logged, so the operator sees this one line alone.
+            sys.stderr.write(f"{PROG}: error: {exc}\n")
+            return 2
+        # FastStream handles SIGTERM and SIGINT: it runs the shutdown hook (the tick loop
+        # stops), drains the connection and returns.
+        await service.app.run(log_level=logging.INFO)
+    finally:
+        await service.close()
+    return 1 if service.crashed else 0
+
+
+def main(argv: list[str]) -> int:
+    settings = from_environment(argv)
+    configure_logging(settings.log_level)
+    try:
+        return asyncio.run(serve(settings))
+    except KeyboardInterrupt:
+        # Ctrl-C before FastStream took over the signal, i.e. while connecting.
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

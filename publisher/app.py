@@ -1,0 +1,228 @@
+"""The FastStream application: the NATS broker, the documented price channel, the tick loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
+
+import nats.errors
+from faststream import FastStream
+from faststream.nats import JStream, NatsBroker
+from faststream.specification import AsyncAPI
+
+from contracts.errors import StreamConfigError
+from contracts.messages import PriceTick
+from contracts.stream import ensure_stream
+from contracts.symbols import all_subjects
+from publisher.errors import NatsUnavailableError, StreamUnavailableError
+from publisher.settings import PublisherSettings
+from publisher.ticker import TickPublisher
+
+logger = logging.getLogger(__name__)
+
+# The version of the message contract this document describes (SPEC.md section 2).
+CONTRACT_VERSION = "1.0.0"
+# Seconds nats-py waits between connection attempts, at start and after a disconnect.
+RECONNECT_WAIT = 1
+APP_DESCRIPTION = (
+    "Demo price feed: a random walk per symbol, published to NATS JetStream. Each tick is "
+    "acknowledged by the stream; a publish whose ack is lost is retried with the same "
+    "Nats-Msg-Id, so JetStream stores it once."
+)
+CHANNEL_DESCRIPTION = (
+    "One PriceTick (compact JSON) per message on `{prefix}.<TOKEN>`, where TOKEN is the symbol "
+    "with every '.' replaced by '_' (BRK.B is published on {prefix}.BRK_B). Headers: "
+    "`Nats-Msg-Id: <source>:<counter>` (the counter increases per source, across symbols) and "
+    "`Nats-Expected-Stream: <stream>`. Stored in the stream `{stream}` (subjects `{subjects}`)."
+)
+
+
+def display_urls(urls: str) -> str:
+    """Comma-separated NATS URLs without user names and passwords, for messages and logs."""
+    shown = []
+    for url in (part.strip() for part in urls.split(",")):
+        split = urlsplit(url)
+        if split.username is not None or split.password is not None:
+            url = urlunsplit(split._replace(netloc=split.netloc.rpartition("@")[2]))
+        shown.append(url)
+    return ",".join(shown)
+
+
+def describe(error: BaseException) -> str:
+    """An exception as one line: its message, or its type when it has none."""
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+class _Broker(NatsBroker):
+    """A NatsBroker whose stop() also works while NATS is unreachable.
+
+    nats-py refuses to drain a connection that is reconnecting; there is nothing to
+    drain then (buffered publishes could not be acked anyway), so it is closed instead.
+    """
+
+    async def stop(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_val: BaseException | None = None,
+        exc_tb: TracebackType | None = None,
+    ) -> None:
+        connection = self._connection
+        if connection is not None and not connection.is_connected:
+            if not connection.is_closed:
+                # nats-py flushes what it buffered while reconnecting into the lost
+                # socket before closing it, and raises when that fails; closed it is.
+                with contextlib.suppress(OSError):
+                    await connection.close()
+            self._connection = None
+        await super().stop(exc_type, exc_val, exc_tb)
+
+
+class PublisherService:
+    """The broker, the documented publisher, and the tick loop between start and shutdown.
+
+    `app` is the FastStream application. `open()` connects and ensures the stream within
+    --connect-timeout; its after-startup hook starts the tick loop as one task, and its
+    shutdown hook stops that task (the round in flight may finish) before the broker drains.
+    """
+
+    def __init__(self, settings: PublisherSettings) -> None:
+        self.settings = settings
+        self.crashed = False
+        self.ticker: TickPublisher | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._opened = False
+        self._closing = False
+        self._last_error: BaseException | None = None
+        self.broker = _Broker(
+            [url.strip() for url in settings.nats_url.split(",")],
+            name=f"publisher-{settings.source}",
+            # At start, open() bounds the attempts; afterwards, reconnect for as long as it
+            # takes: ticks meanwhile fail after their retries, logged and counted.
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=RECONNECT_WAIT,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+            logger=logger,
+            description="NATS with JetStream",
+        )
+        subjects = all_subjects(settings.subject_prefix)
+        # declare=False: contracts.ensure_stream provisions the stream with the config the
+        # gateway also expects; FastStream's own declaration would differ from it.
+        self.stream = JStream(settings.stream, subjects=[subjects], declare=False)
+        self.prices = self.broker.publisher(
+            f"{settings.subject_prefix}.{{symbol}}",
+            stream=self.stream,
+            timeout=settings.publish_timeout,
+            schema=PriceTick,
+            title="PriceTicks",
+            description=CHANNEL_DESCRIPTION.format(
+                prefix=settings.subject_prefix, stream=settings.stream, subjects=subjects
+            ),
+        )
+        self.app = FastStream(
+            self.broker,
+            logger=logger,
+            on_startup=[self.open],
+            after_startup=[self._start_ticking],
+            on_shutdown=[self._stop_ticking],
+            specification=AsyncAPI(
+                title="Price publisher", version=CONTRACT_VERSION, description=APP_DESCRIPTION
+            ),
+        )
+
+    async def open(self) -> None:
+        """Connect to NATS and ensure the stream, each within --connect-timeout; idempotent.
+
+        Raises NatsUnavailableError or StreamUnavailableError with a one-line message.
+        """
+        if self._opened:
+            return
+        urls = display_urls(self.settings.nats_url)
+        limit = self.settings.connect_timeout
+        try:
+            async with asyncio.timeout(limit):
+                await self.broker.connect()
+        except (OSError, TimeoutError, nats.errors.Error) as exc:
+            # A timeout says only that time ran out; the last refusal says why.
+            reason = describe(self._last_error or exc)
+            raise NatsUnavailableError(
+                f"cannot connect to NATS at {urls} within {limit:g}s: {reason}"
+            ) from None
+        try:
+            async with asyncio.timeout(limit):
+                js = self.broker.connection.jetstream(timeout=limit)
+                await ensure_stream(js, self.settings.stream_settings())
+        except StreamConfigError as exc:
+            raise StreamUnavailableError(f"{exc} (NATS at {urls})") from None
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise StreamUnavailableError(
+                f"cannot ensure stream {self.settings.stream!r} on {urls}: {describe(exc)}"
+            ) from None
+        self._opened = True
+
+    async def close(self) -> None:
+        """Stop the tick loop and drain the connection; safe to call more than once."""
+        await self._stop_ticking()
+        await self.broker.stop()
+
+    async def _start_ticking(self) -> None:
+        self.ticker = TickPublisher(self.prices, self.settings)
+        self._task = asyncio.create_task(self.ticker.run(), name="tick-loop")
+        self._task.add_done_callback(self._on_loop_done)
+        logger.info(
+            "publishing",
+            extra={
+                "source": self.settings.source,
+                "symbols": list(self.settings.symbol_list),
+                "rate": self.settings.rate,
+                "stream": self.settings.stream,
+            },
+        )
+
+    def _on_loop_done(self, task: asyncio.Task[None]) -> None:
+        error = None if task.cancelled() else task.exception()
+        if error is None:
+            return  # stopped or cancelled by _stop_ticking
+        # Publish failures are handled inside the loop, so this is a bug: say so, and end
+        # the process rather than live on without publishing.
+        self.crashed = True
+        logger.error("tick loop crashed", exc_info=error)
+        self.app.exit()
+
+    async def _stop_ticking(self) -> None:
+        self._closing = True  # the drain that follows is no disconnect to warn about
+        task, ticker = self._task, self.ticker
+        if task is None or ticker is None:
+            return
+        self._task = None
+        ticker.stop()
+        try:
+            # Let the round in flight collect its acks, but not sit out a whole series of
+            # retries: a tick cut off here is simply not published.
+            await asyncio.wait({task}, timeout=self.settings.publish_timeout)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+        logger.info("publishing stopped", extra=dataclasses.asdict(ticker.stats))
+
+    async def _on_error(self, error: Exception) -> None:
+        self._last_error = error
+
+    async def _on_disconnected(self) -> None:
+        if self._opened and not self._closing:
+            logger.warning("NATS disconnected", extra={"error": repr(self._last_error)})
+
+    async def _on_reconnected(self) -> None:
+        logger.info("NATS reconnected", extra={"url": display_urls(self.settings.nats_url)})
+
+
+def build_app(settings: PublisherSettings) -> FastStream:
+    """The FastStream application for `settings` (see PublisherService)."""
+    return PublisherService(settings).app

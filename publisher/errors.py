@@ -1,0 +1,22 @@
+"""Why the publisher could not start; `python -m publisher` exits with status 2 on either.
+
+    PublisherError
+    ├── NatsUnavailableError     NATS did not accept a connection within --connect-timeout
+    └── StreamUnavailableError   the stream could not be created or reconciled
+
+Each message is one line that names the URL or stream, for the operator to act on.
+"""
+
+from __future__ import annotations
+
+
+class PublisherError(Exception):
+    pass
+
+
+class NatsUnavailableError(PublisherError):
+    pass
+
+
+class StreamUnavailableError(PublisherError):
+    pass
