@@ -6,7 +6,9 @@ import asyncio
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 
 import httpx
 
@@ -22,18 +24,25 @@ class GatewayProcess:
         self.args = ["--port", str(self.port), *args]
         self.env = {**os.environ, "NATS_URL": nats_url, **(env or {})}
         self.process: asyncio.subprocess.Process | None = None
+        # A file, not a pipe: nobody reads a pipe here, and a full one would block the gateway.
+        self.log = Path(tempfile.mkstemp(prefix="gateway-", suffix=".log")[1])
 
     async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway",
-            *self.args,
-            env=self.env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        await eventually(self.ready, within=15, what="gateway ready")
+        with self.log.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "gateway",
+                *self.args,
+                env=self.env,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log,
+            )
+        try:
+            await eventually(self.ready, within=15, what="gateway ready")
+        except AssertionError as exc:
+            tail = self.log.read_text(errors="replace")[-2000:]
+            raise AssertionError(f"{exc}; its log ends with:\n{tail}") from None
 
     async def ready(self) -> bool:
         try:
@@ -53,6 +62,7 @@ class GatewayProcess:
         if self.process is not None and self.process.returncode is None:
             self.process.kill()
             await self.process.wait()
+        self.log.unlink(missing_ok=True)
 
 
 async def run_command(

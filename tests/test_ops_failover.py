@@ -44,7 +44,7 @@ async def start_clients(
     js: JetStreamContext,
     publisher: SteadyPublisher,
     clients: list[ResumingClient],
-) -> None:
+) -> asyncio.Task[None]:
     """Clients first get the latest tick per symbol; publish those first, so that what each
     client must receive is exactly everything the publisher stored."""
     for symbol in SYMBOLS:
@@ -56,7 +56,7 @@ async def start_clients(
         within=10,
         what="clients got the latest prices",
     )
-    tg.create_task(publisher.run())
+    return tg.create_task(publisher.run())
 
 
 async def test_sigterm_ends_streams_cleanly_and_clients_resume_on_another_replica(
@@ -67,7 +67,7 @@ async def test_sigterm_ends_streams_cleanly_and_clients_resume_on_another_replic
     publisher = SteadyPublisher(js, SYMBOLS, rate=50)
     clients = [ResumingClient([leaving.url, staying.url]) for _ in range(4)]
     async with asyncio.TaskGroup() as tg:
-        await start_clients(tg, js, publisher, clients)
+        publishing = await start_clients(tg, js, publisher, clients)
         await eventually(
             lambda: all(len(c.session.events) >= 5 for c in clients),
             within=10,
@@ -94,6 +94,7 @@ async def test_sigterm_ends_streams_cleanly_and_clients_resume_on_another_replic
             what="more ticks after the failover",
         )
         publisher.stop()
+        await publishing  # its last tick may still be in flight
         await eventually(
             lambda: all(c.session.sequences == sorted(publisher.sequences) for c in clients),
             within=10,
@@ -128,7 +129,7 @@ async def test_nats_restart_mid_stream_delivers_every_tick_exactly_once(
     publisher = SteadyPublisher(js, SYMBOLS, rate=40)
     client = ResumingClient([gateway.url])
     async with asyncio.TaskGroup() as tg:
-        await start_clients(tg, js, publisher, [client])
+        publishing = await start_clients(tg, js, publisher, [client])
         await eventually(lambda: len(client.session.events) >= 20, within=10, what="streaming")
         await nats_server.stop()
         await asyncio.sleep(1.0)  # an outage: the publisher retries, the client waits
@@ -140,6 +141,7 @@ async def test_nats_restart_mid_stream_delivers_every_tick_exactly_once(
             what="publishing again after the restart",
         )
         publisher.stop()
+        await publishing  # its last tick may still be in flight
         await eventually(
             lambda: client.session.sequences == sorted(publisher.sequences),
             within=20,
