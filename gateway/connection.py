@@ -24,13 +24,12 @@ RETRY_DELAY = 1.0
 
 
 async def connect(
-    servers: list[str], name: str, on_reconnected: Callable[[], Awaitable[None]]
+    servers: list[str],
+    name: str,
+    on_disconnected: Callable[[], Awaitable[None]],
+    on_reconnected: Callable[[], Awaitable[None]],
 ) -> NATS:
     """Connect, retrying every RETRY_DELAY seconds until a server answers."""
-
-    async def reconnected() -> None:
-        logger.info("NATS reconnected")
-        await on_reconnected()
 
     attempt = 0
     while True:
@@ -44,8 +43,8 @@ async def connect(
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
                 error_cb=_on_error,
-                disconnected_cb=_on_disconnected,
-                reconnected_cb=reconnected,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
             )
         except (NatsError, OSError, TimeoutError) as exc:
             if attempt == 1 or attempt % 30 == 0:
@@ -78,7 +77,3 @@ async def ensure_stream_until_done(nc: NATS, stream: StreamSettings) -> None:
 
 async def _on_error(exc: Exception) -> None:
     logger.warning("NATS error", extra={"error": repr(exc)})
-
-
-async def _on_disconnected() -> None:
-    logger.warning("NATS disconnected")

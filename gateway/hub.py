@@ -65,6 +65,7 @@ class Hub:
         # Process-wide work; today the connection, later any shared feed.
         self._tasks = asyncio.TaskGroup()
         self._establishing: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def __aenter__(self) -> Hub:
         await self._tasks.__aenter__()
@@ -77,6 +78,7 @@ class Hub:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._closing = True
         if self._establishing is not None:
             self._establishing.cancel()
         await self._tasks.__aexit__(exc_type, exc, tb)
@@ -87,6 +89,7 @@ class Hub:
         nc = await connect(
             self.settings.nats_url.split(","),
             f"gateway-{self.settings.gateway_id}",
+            self._on_disconnected,
             self._on_reconnected,
         )
         self.nc = nc
@@ -94,7 +97,12 @@ class Hub:
         await ensure_stream_until_done(nc, self.stream)
         logger.info("gateway ready", extra={"gateway": self.settings.gateway_id})
 
+    async def _on_disconnected(self) -> None:
+        if not self._closing:
+            logger.warning("NATS disconnected")
+
     async def _on_reconnected(self) -> None:
+        logger.info("NATS reconnected")
         # Pull requests do not survive a reconnect; ask again at once rather than waiting
         # for the silence to show. A consumer lost with a restarted server then answers 503.
         for feed in list(self._feeds.values()):
