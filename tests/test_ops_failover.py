@@ -4,7 +4,9 @@ with every tick exactly once."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -12,6 +14,7 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
+from contracts.messages import MSG_ID_HEADER
 from tests.processes import GatewayProcess
 from tests.publishing import SteadyPublisher
 from tests.resuming_client import ResumingClient
@@ -151,3 +154,75 @@ async def test_nats_restart_mid_stream_delivers_every_tick_exactly_once(
     assert publisher.retries > 0, "the outage was seen by the publisher"
     assert client.session.sequences == sorted(publisher.sequences)
     assert not client.session.resets
+
+
+async def test_publisher_process_survives_a_nats_restart_without_loss_or_duplicate(
+    nats_server: NatsServer, gateway_processes: StartProcess, js: JetStreamContext
+) -> None:
+    gateway = await gateway_processes()
+    publisher = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "publisher",
+        "--source",
+        "pub-restart",
+        "--symbols",
+        ",".join(SYMBOLS),
+        "--rate",
+        "10",
+        "--publish-retries",
+        "8",
+        env={**os.environ, "NATS_URL": nats_server.url},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    client = ResumingClient([gateway.url])
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(client.run())
+            await eventually(
+                lambda: len(client.session.events) >= 30,
+                within=15,
+                what="streaming the publisher's ticks",
+            )
+            await nats_server.stop()
+            await asyncio.sleep(1.0)
+            await nats_server.start()
+            count = len(client.session.events)
+            await eventually(
+                lambda: len(client.session.events) >= count + 30,
+                within=30,
+                what="ticks flowing again",
+            )
+            publisher.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(15):
+                assert await publisher.wait() == 0
+            stored = await _stored(js)
+            await eventually(
+                lambda: client.session.sequences[-1] == stored[-1][0],
+                within=10,
+                what="client caught up",
+            )
+            client.stop()
+    finally:
+        if publisher.returncode is None:
+            publisher.kill()
+            await publisher.wait()
+    sequences = [seq for seq, _ in stored]
+    counters = [int(msg_id.rsplit(":", 1)[1]) for _, msg_id in stored]
+    assert counters == list(range(counters[0], counters[0] + len(counters))), (
+        "every tick the publisher made is stored, once, in order"
+    )
+    first = client.session.sequences[0]
+    assert client.session.sequences == [s for s in sequences if s >= first]
+
+
+async def _stored(js: JetStreamContext) -> list[tuple[int, str]]:
+    """(sequence, Nats-Msg-Id) of every message in the stream."""
+    info = await js.stream_info("PRICES")
+    stored = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        msg = await js.get_msg("PRICES", seq)
+        assert msg.headers is not None
+        stored.append((seq, msg.headers[MSG_ID_HEADER]))
+    return stored
