@@ -93,4 +93,6 @@ async def _not_ready(hub: Hub) -> str | None:
         return f"stream {hub.stream.name} not found"
     except (NatsError, TimeoutError) as exc:
         return f"NATS did not answer: {exc!r}"
+    if hub.settings.shared_feed and (hub.live is None or not hub.live.running.is_set()):
+        return "the live feed is not following the stream yet"
     return None

@@ -1,4 +1,4 @@
-"""One client's JetStream consumer, and the pull loop that feeds it.
+"""A JetStream pull consumer of ours (a client's, or the live feed's), and its pull loop.
 
 nats-py's `fetch()` waits to fill a whole batch before returning, which would hold a live
 tick back for up to the request's expiry. This loop instead keeps pull requests
@@ -36,7 +36,7 @@ _PENDING_MESSAGES = "Nats-Pending-Messages"
 
 @dataclass(frozen=True, slots=True)
 class ConsumerSpec:
-    """What a client's consumer delivers: which subjects, from where."""
+    """What a consumer delivers: which subjects, from where."""
 
     stream: str
     name: str
@@ -60,18 +60,22 @@ class ConsumerSpec:
         )
 
 
-def stream_sequence(reply: str) -> bytes:
-    """The stream sequence in a JetStream delivery's reply subject, as ASCII digits.
+def delivery(reply: str) -> tuple[bytes, int]:
+    """The stream sequence (ASCII digits) in a JetStream delivery's reply subject, and how
+    many messages the consumer still had pending after it.
 
     `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`, or the form
     with domain and account hash before the stream (12 tokens).
     """
     tokens = reply.split(".")
-    return tokens[5 if len(tokens) == 9 else 7].encode()
+    if len(tokens) == 9:
+        return tokens[5].encode(), int(tokens[8])
+    return tokens[7].encode(), int(tokens[10])
 
 
-class ClientConsumer:
-    """An async context manager: creates the consumer on entry, deletes it on every exit."""
+class PullConsumer:
+    """An async context manager: creates the consumer on entry, deletes it on every exit
+    (or earlier, with `close()`)."""
 
     def __init__(
         self,
@@ -102,12 +106,14 @@ class ClientConsumer:
         self._last_heard = 0.0
         self._failure: StreamEndedError | None = None
         self._sub: Subscription | None = None
+        self._open = False
+        self.initial_pending = 0  # messages it had to deliver when created
 
-    async def __aenter__(self) -> ClientConsumer:
+    async def __aenter__(self) -> PullConsumer:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            await self._js.add_consumer(
+            info = await self._js.add_consumer(
                 self.spec.stream, self.spec.config(), timeout=self._api_timeout
             )
         except (NatsError, TimeoutError) as exc:
@@ -116,10 +122,12 @@ class ClientConsumer:
         self._last_heard = loop.time()
         self._metrics.consumer_create_seconds.observe(self._last_heard - started)
         self._metrics.consumers_open.inc()
+        self._open = True
+        self.initial_pending = info.num_pending or 0
         try:
             self._sub = await self._nc.subscribe(self._inbox, cb=self._on_message)
         except BaseException:
-            await self._delete()
+            await self.close()
             raise
         logger.debug("consumer created", extra={"consumer": self.spec.name})
         return self
@@ -130,13 +138,17 @@ class ClientConsumer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Unsubscribe and delete the consumer; a no-op once done."""
+        if not self._open:
+            return
+        self._open = False
         if self._sub is not None:
             # If the connection is closing, the subscription goes with it.
             with contextlib.suppress(NatsError):
                 await self._sub.unsubscribe()
-        await self._delete()
-
-    async def _delete(self) -> None:
         self._metrics.consumers_open.dec()
         try:
             async with asyncio.timeout(CLEANUP_TIMEOUT):

@@ -13,38 +13,29 @@ import random
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from types import TracebackType
 
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.api import StreamInfo
+from nats.js.api import DeliverPolicy, StreamInfo
 from nats.js.errors import NotFoundError
 
 from contracts.stream import StreamSettings
 from contracts.symbols import all_subjects, subject_for
+from gateway.client_feed import ClientFeed
 from gateway.connection import connect, ensure_stream_until_done
-from gateway.consumers import ClientConsumer, ConsumerSpec
+from gateway.consumers import ConsumerSpec, PullConsumer
 from gateway.errors import AtCapacityError, NatsUnavailableError
+from gateway.live_feed import LiveFeed, Subscriber
 from gateway.metrics import Metrics
 from gateway.query import StreamQuery
-from gateway.resume import Start, resolve_start
+from gateway.resume import resolve_start
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 DRAINING = "gateway draining"
-
-
-@dataclass(frozen=True, slots=True)
-class ClientFeed:
-    """An attached client: its consumer, where it started, and the id prefix of its events."""
-
-    client_id: str
-    consumer: ClientConsumer
-    start: Start
-    id_prefix: bytes  # b"<incarnation>-": the stream sequence completes an event id
 
 
 class Hub:
@@ -62,7 +53,8 @@ class Hub:
         self._client_numbers = itertools.count(1)
         self._no_streams = asyncio.Event()
         self._no_streams.set()
-        # Process-wide work; today the connection, later any shared feed.
+        self.live: LiveFeed | None = None
+        # Process-wide work: the connection, then the live feed.
         self._tasks = asyncio.TaskGroup()
         self._establishing: asyncio.Task[None] | None = None
         self._closing = False
@@ -95,7 +87,10 @@ class Hub:
         self.nc = nc
         self.js = nc.jetstream(timeout=self.settings.nats_timeout)
         await ensure_stream_until_done(nc, self.stream)
-        logger.info("gateway ready", extra={"gateway": self.settings.gateway_id})
+        logger.info("gateway connected", extra={"gateway": self.settings.gateway_id})
+        if self.settings.shared_feed:
+            self.live = LiveFeed(nc, self.js, self.settings, self.metrics)
+            await self.live.run()  # until the hub closes
 
     async def _on_disconnected(self) -> None:
         if not self._closing:
@@ -105,8 +100,10 @@ class Hub:
         logger.info("NATS reconnected")
         # Pull requests do not survive a reconnect; ask again at once rather than waiting
         # for the silence to show. A consumer lost with a restarted server then answers 503.
+        if self.live is not None:
+            self.live.repull()
         for feed in list(self._feeds.values()):
-            feed.consumer.repull()
+            feed.repull()
 
     @property
     def open_streams(self) -> int:
@@ -125,7 +122,7 @@ class Hub:
         for i, feed in enumerate(feeds):
             if (delay := started + period * i / len(feeds) - loop.time()) > 0:
                 await asyncio.sleep(delay)
-            feed.consumer.stop(DRAINING)
+            feed.stop(DRAINING)
         self.end_all()  # and any stream that was still attaching
         await self._no_streams.wait()  # each stream's last write and consumer delete
         logger.info(
@@ -136,7 +133,7 @@ class Hub:
         """End every open stream now."""
         self.draining.set()
         for feed in list(self._feeds.values()):
-            feed.consumer.stop(DRAINING)
+            feed.stop(DRAINING)
 
     def _subjects(self, query: StreamQuery) -> tuple[str, ...]:
         prefix = self.stream.subject_prefix
@@ -166,6 +163,19 @@ class Hub:
         if per_client and self._per_address[address] >= per_client:
             raise AtCapacityError(f"{address} holds its limit of {per_client} streams")
 
+    async def _live_feed(self, incarnation: str) -> LiveFeed | None:
+        """The live feed once it follows the stream the client starts in; None without one."""
+        if not self.settings.shared_feed:
+            return None
+        if self.live is None:
+            raise NatsUnavailableError("the live feed is starting")
+        try:
+            async with asyncio.timeout(self.settings.nats_timeout):
+                await self.live.wait_following(incarnation)
+        except TimeoutError:
+            raise NatsUnavailableError("the live feed is not following the stream") from None
+        return self.live
+
     @asynccontextmanager
     async def attach(self, query: StreamQuery, address: str) -> AsyncIterator[ClientFeed]:
         """A feed for one client; its consumer is deleted however the block exits.
@@ -177,6 +187,8 @@ class Hub:
         # Counted before the first await, so concurrent attaches respect the limits.
         self._per_address[address] += 1
         self._no_streams.clear()
+        subscriber: Subscriber | None = None
+        live: LiveFeed | None = None
         try:
             info = await self._stream_info()
             assert self.js is not None
@@ -185,33 +197,48 @@ class Hub:
             start = await resolve_start(
                 self.js, info, query.position, None if query.symbols is None else subjects
             )
+            if (live := await self._live_feed(start.incarnation)) is not None:
+                # Before the consumer exists: the live feed's buffer must cover everything
+                # the consumer will not (see client_feed).
+                subscriber = Subscriber(
+                    None if query.symbols is None else subjects, self.settings.max_pending_bytes
+                )
+                live.subscribe(subscriber)
             client_id = f"{next(self._client_numbers)}"
-            spec = ConsumerSpec(
-                stream=self.stream.name,
-                name=f"sse-{self.settings.gateway_id}-{client_id}",
-                filter_subjects=subjects,
-                deliver_policy=start.deliver_policy,
-                start_sequence=start.sequence,
-                inactive_threshold=self.settings.inactive_threshold,
-            )
-            consumer = ClientConsumer(
-                self.nc,
-                self.js,
-                spec,
-                self.metrics,
-                batch=self.settings.pull_batch,
-                api_timeout=self.settings.nats_timeout,
-            )
-            async with consumer:
-                feed = ClientFeed(client_id, consumer, start, f"{start.incarnation}-".encode())
+
+            def open_consumer(policy: DeliverPolicy, sequence: int | None) -> PullConsumer:
+                assert self.nc is not None
+                assert self.js is not None
+                spec = ConsumerSpec(
+                    stream=self.stream.name,
+                    name=f"sse-{self.settings.gateway_id}-{client_id}",
+                    filter_subjects=subjects,
+                    deliver_policy=policy,
+                    start_sequence=sequence,
+                    inactive_threshold=self.settings.inactive_threshold,
+                )
+                return PullConsumer(
+                    self.nc,
+                    self.js,
+                    spec,
+                    self.metrics,
+                    batch=self.settings.pull_batch,
+                    api_timeout=self.settings.nats_timeout,
+                )
+
+            async with ClientFeed(
+                client_id, start, open_consumer, subscriber, self.metrics
+            ) as feed:
                 self._feeds[client_id] = feed
                 try:
                     if self.draining.is_set():
-                        consumer.stop(DRAINING)
+                        feed.stop(DRAINING)
                     yield feed
                 finally:
                     del self._feeds[client_id]
         finally:
+            if live is not None and subscriber is not None:
+                live.unsubscribe(subscriber)
             self._per_address[address] -= 1
             if not self._per_address[address]:
                 del self._per_address[address]

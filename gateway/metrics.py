@@ -57,6 +57,11 @@ class Metrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
+        self.live_fallbacks = Counter(
+            "gateway_live_fallbacks",
+            "live clients that fell behind their buffer and went back to their own consumer",
+            registry=r,
+        )
         self.streams_ended = Counter(
             "gateway_streams_ended", "streams ended, by reason", ["reason"], registry=r
         )

@@ -43,6 +43,14 @@ class Settings(CommonSettings):
         10.0, "seconds over which open streams are ended on SIGTERM, in waves"
     )
     pull_batch: int = setting(256, "messages asked of JetStream per pull request")
+    shared_feed: bool = setting(
+        True,
+        "serve caught-up clients from one live consumer per process (false: each client "
+        "reads its own consumer for good)",
+    )
+    max_pending_bytes: int = setting(
+        4 * 1024 * 1024, "bytes of live events a client may have waiting; more ends its stream"
+    )
     nats_timeout: float = setting(5.0, "seconds to wait for a JetStream API answer")
 
     def __post_init__(self) -> None:
@@ -64,6 +72,7 @@ class Settings(CommonSettings):
         require(self.send_timeout > 0, "--send-timeout must be > 0")
         require(self.drain_period >= 0, "--drain-period must be >= 0")
         require(1 <= self.pull_batch <= 10_000, "--pull-batch must be 1-10000")
+        require(self.max_pending_bytes >= 64 * 1024, "--max-pending-bytes must be >= 65536")
         require(self.nats_timeout > 0, "--nats-timeout must be > 0")
 
 

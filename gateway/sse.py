@@ -6,6 +6,10 @@ Pure bytes, no I/O: each function returns one complete frame.
 from __future__ import annotations
 
 import json
+from datetime import datetime
+
+from contracts.errors import InvalidTickError
+from contracts.messages import PriceTick
 
 PRICE_EVENT = b"stockUpdate"
 HEARTBEAT = b": heartbeat\n\n"
@@ -49,3 +53,30 @@ def reset_frame(reason: str, detail: str) -> bytes:
 
 def comment_frame(text: str) -> bytes:
     return b": " + text.replace("\n", " ").replace("\r", " ").encode() + b"\n\n"
+
+
+def event_frame(event_id: bytes, payload: bytes) -> bytes | None:
+    """The frame of one stored message, or None when it is not a tick.
+
+    Compact one-line JSON (what publishers write) is spliced as it is; anything else that
+    is a valid tick is re-encoded first.
+    """
+    if not is_spliceable(payload):
+        try:
+            payload = PriceTick.decode(payload).encode()
+        except InvalidTickError:
+            return None
+    return price_frame(event_id, payload)
+
+
+def published_at(payload: bytes) -> float | None:
+    """The tick's timestamp as epoch seconds, found without parsing the JSON."""
+    start = payload.find(b'"timestamp":"')
+    if start < 0:
+        return None
+    start += 13
+    end = payload.find(b'"', start)
+    try:
+        return datetime.fromisoformat(payload[start:end].decode()).timestamp()
+    except (ValueError, UnicodeDecodeError):
+        return None

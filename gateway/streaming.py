@@ -9,24 +9,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime
 
-from nats.aio.msg import Msg
 from starlette.types import Message, Receive, Scope, Send
 
-from contracts.errors import InvalidTickError
-from contracts.messages import PriceTick
 from gateway import sse
-from gateway.consumers import stream_sequence
+from gateway.client_feed import SLOW_CLIENT, ClientFeed
 from gateway.errors import GatewayError, StreamEndedError, problem_for
-from gateway.hub import DRAINING, ClientFeed, Hub
-from gateway.metrics import CONSUMER_LOST, INVALID_MESSAGE, Metrics
+from gateway.hub import DRAINING, Hub
+from gateway.metrics import CONSUMER_LOST
 from gateway.query import StreamQuery
 
 logger = logging.getLogger(__name__)
 
 CLIENT_CLOSED = "client closed"
-SLOW_CLIENT = "client too slow"
 FINAL_WRITE_TIMEOUT = 1.0
 HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -82,20 +77,23 @@ class PriceStreamResponse:
                 watcher = tg.create_task(_stop_on_disconnect(receive, feed))
                 try:
                     while True:
-                        batch = await feed.consumer.next_batch(settings.heartbeat)
-                        body = frames(feed.id_prefix, batch, metrics) if batch else sse.HEARTBEAT
+                        frames = await feed.next_frames(settings.heartbeat)
                         # A client that does not read blocks this write once the socket's
                         # buffers are full; past the timeout it loses its stream, not
                         # events: it resumes from its last id.
                         async with asyncio.timeout(settings.send_timeout):
-                            await send(_body(body))
-                        if batch:
-                            sent += len(batch)
-                            metrics.events_sent.inc(len(batch))
-                            _observe_lag(batch[0], metrics)
+                            await send(_body(frames.body if frames else sse.HEARTBEAT))
+                        if frames:
+                            sent += frames.events
+                            metrics.events_sent.inc(frames.events)
+                            if frames.published is not None:
+                                lag = max(0.0, time.time() - frames.published)
+                                metrics.publish_to_send_seconds.observe(lag)
                 except StreamEndedError as end:
                     reason = str(end)
-                    if reason not in {CLIENT_CLOSED, DRAINING}:
+                    if reason == SLOW_CLIENT:
+                        metrics.slow_client_disconnects.inc()
+                    elif reason not in {CLIENT_CLOSED, DRAINING}:
                         metrics.errors.labels(CONSUMER_LOST).inc()
                 except TimeoutError:
                     reason = SLOW_CLIENT
@@ -137,38 +135,4 @@ def _body(chunk: bytes) -> Message:
 async def _stop_on_disconnect(receive: Receive, feed: ClientFeed) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
-    feed.consumer.stop(CLIENT_CLOSED)
-
-
-def frames(id_prefix: bytes, batch: list[Msg], metrics: Metrics) -> bytes:
-    """The SSE frames of a batch of deliveries, as one write."""
-    return b"".join([_frame(id_prefix, msg, metrics) for msg in batch])
-
-
-def _frame(id_prefix: bytes, msg: Msg, metrics: Metrics) -> bytes:
-    event_id = id_prefix + stream_sequence(msg.reply)
-    payload = msg.data
-    if not sse.is_spliceable(payload):
-        # Not the compact one-line JSON publishers write: re-encode it if it is a tick.
-        try:
-            payload = PriceTick.decode(payload).encode()
-        except InvalidTickError as exc:
-            metrics.errors.labels(INVALID_MESSAGE).inc()
-            logger.warning("message skipped", extra={"subject": msg.subject, "error": str(exc)})
-            return sse.comment_frame(f"skipped invalid message {event_id.decode()}")
-    return sse.price_frame(event_id, payload)
-
-
-def _observe_lag(msg: Msg, metrics: Metrics) -> None:
-    """Tick timestamp to now, for one event per write (a parse per event would cost more
-    than the framing itself)."""
-    data = msg.data
-    at = data.find(_TIMESTAMP)
-    if at < 0:
-        return
-    start = at + len(_TIMESTAMP)
-    try:
-        stamp = datetime.fromisoformat(data[start : data.index(b'"', start)].decode())
-    except ValueError:
-        return
-    metrics.publish_to_send_seconds.observe(max(0.0, time.time() - stamp.timestamp()))
+    feed.stop(CLIENT_CLOSED)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nats
 import pytest
 from nats.aio.client import Client as NATS
@@ -96,7 +97,7 @@ async def start_gateway(nats_url: str) -> AsyncIterator[StartGateway]:
             lambda: server.started or serving.done(), within=10, what="gateway started"
         )
         if wait_connected:
-            await eventually(lambda: hub.js is not None, within=10, what="gateway connected")
+            await eventually(lambda: _ready(gateway.url), within=10, what="gateway ready")
         return gateway
 
     try:
@@ -107,6 +108,14 @@ async def start_gateway(nats_url: str) -> AsyncIterator[StartGateway]:
                 await gateway.stop()
 
 
-@pytest.fixture
-async def gateway(start_gateway: StartGateway, js: JetStreamContext) -> RunningGateway:
-    return await start_gateway()
+@pytest.fixture(params=["shared-feed", "own-consumer"])
+async def gateway(
+    start_gateway: StartGateway, js: JetStreamContext, request: pytest.FixtureRequest
+) -> RunningGateway:
+    """A gateway in each delivery mode: the contract holds in both."""
+    return await start_gateway(shared_feed=request.param == "shared-feed")
+
+
+async def _ready(url: str) -> bool:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(f"{url}/readyz")).status_code == 200

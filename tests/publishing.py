@@ -9,6 +9,7 @@ import itertools
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
+from contracts.messages import message_id
 from contracts.symbols import subject_for
 from tests.ticks import make_tick
 
@@ -30,6 +31,7 @@ class SteadyPublisher:
         self.source = source
         self.extra = extra or {}
         self.sequences: set[int] = set()  # stream sequences of what was stored
+        self.symbols_by_sequence: dict[int, str] = {}
         self.retries = 0
         self.stopping = asyncio.Event()
         self._ids = itertools.count(1)
@@ -58,16 +60,19 @@ class SteadyPublisher:
         tick = make_tick(symbol, f"{100 + n % 50}.{n % 100:02d}", self.source)
         if self.extra:
             tick = tick.model_copy(update=self.extra)
-        await self._publish(subject_for(symbol), tick.encode(), f"{self.source}:{n}")
+        sequence = await self._publish(
+            subject_for(symbol), tick.encode(), message_id(self.source, n)
+        )
+        self.symbols_by_sequence[sequence] = symbol
 
-    async def _publish(self, subject: str, body: bytes, msg_id: str) -> None:
+    async def _publish(self, subject: str, body: bytes, msg_id: str) -> int:
         while True:
             try:
                 ack = await self.js.publish(
                     subject, body, timeout=1.0, headers={"Nats-Msg-Id": msg_id}
                 )
                 self.sequences.add(ack.seq)
-                return
+                return ack.seq
             except (NatsError, TimeoutError):
                 self.retries += 1
                 await asyncio.sleep(0.1)

@@ -76,7 +76,7 @@ async def test_sigterm_ends_streams_cleanly_deletes_consumers_and_exits_0(
 ) -> None:
     async with open_stream(gateway_process.url, {"symbols": "AAPL"}) as stream:
         await stream.next_block()
-        assert (await js.stream_info("PRICES")).state.consumer_count == 1
+        assert (await js.stream_info("PRICES")).state.consumer_count >= 1
         assert await gateway_process.signal(signal.SIGTERM) == 0
         while await stream.next_block() is not None:
             pass
@@ -91,7 +91,7 @@ async def test_consumer_of_a_killed_gateway_goes_after_the_inactivity_threshold(
     async with open_stream(gateway_process.url, {"symbols": "AAPL"}) as stream:
         await stream.next_block()
         assert await gateway_process.signal(signal.SIGKILL) == -signal.SIGKILL
-    assert (await js.stream_info("PRICES")).state.consumer_count == 1
+    assert (await js.stream_info("PRICES")).state.consumer_count >= 1
     await eventually(lambda: _no_consumers(js), within=10, what="consumer removed by NATS")
 
 
@@ -116,9 +116,9 @@ async def test_restarted_gateway_serves_beside_the_consumers_of_a_killed_one(
     finally:
         await restarted.stop()
     assert event.json()["price"] == 7.0
-    assert len(orphans) == 1
-    assert orphans[0] in names, "the orphan is still there, and did not get in the way"
-    assert len(names) == 2
+    assert orphans, "the killed gateway left its consumers behind"
+    assert set(orphans) <= names, "they are still there, and did not get in the way"
+    assert len(names) > len(orphans)
 
 
 async def test_a_second_sigterm_ends_at_once(nats_url: str, js: JetStreamContext) -> None:

@@ -1,4 +1,5 @@
-"""One JetStream consumer per client: what it is, and that it goes when the client goes."""
+"""One JetStream consumer per client: what it is, and that it goes when the client goes
+(or, with the shared feed, as soon as the client has caught up)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import httpx
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, DeliverPolicy
 
-from tests.conftest import RunningGateway, StartGateway
+from tests.conftest import StartGateway
 from tests.servers import eventually
 from tests.sse_client import open_stream
-from tests.ticks import event_id, publish
+from tests.ticks import client_consumers, event_id, publish
 
 
 async def consumer_count(js: JetStreamContext) -> int:
@@ -19,8 +20,9 @@ async def consumer_count(js: JetStreamContext) -> int:
 
 
 async def test_each_client_has_its_own_memory_consumer_filtered_to_its_symbols(
-    gateway: RunningGateway, js: JetStreamContext
+    start_gateway: StartGateway, js: JetStreamContext
 ) -> None:
+    gateway = await start_gateway(shared_feed=False)
     seq = await publish(js, "AAPL")
     async with (
         open_stream(gateway.url, {"symbols": "AAPL,BRK.B"}) as one,
@@ -46,16 +48,38 @@ async def test_each_client_has_its_own_memory_consumer_filtered_to_its_symbols(
 
 
 async def test_consumer_is_deleted_when_the_client_closes(
-    gateway: RunningGateway, js: JetStreamContext
+    start_gateway: StartGateway, js: JetStreamContext
 ) -> None:
+    gateway = await start_gateway(shared_feed=False)
     async with open_stream(gateway.url, {"symbols": "AAPL"}) as stream:
         await stream.next_block()
-        assert await consumer_count(js) == 1
+        assert len(await client_consumers(js)) == 1
     await eventually(lambda: _no_consumers(js), within=5, what="consumer deleted")
 
 
 async def _no_consumers(js: JetStreamContext) -> bool:
     return await consumer_count(js) == 0
+
+
+async def _no_client_consumers(js: JetStreamContext) -> bool:
+    return not await client_consumers(js)
+
+
+async def test_with_the_shared_feed_a_caught_up_client_gives_its_consumer_back(
+    start_gateway: StartGateway, js: JetStreamContext
+) -> None:
+    gateway = await start_gateway(shared_feed=True)
+    for i in range(3):
+        await publish(js, "AAPL", f"1.0{i}")
+    async with open_stream(gateway.url, {"symbols": "AAPL"}) as stream:
+        first = await stream.next_event()
+        await eventually(lambda: _no_client_consumers(js), within=5, what="consumer deleted")
+        names = [c.name for c in await js.consumers_info("PRICES")]
+        live = await publish(js, "AAPL", "2.00")
+        event = await stream.next_event()
+    assert names == [f"live-{gateway.settings.gateway_id}"]
+    assert event.sequence == live
+    assert first.sequence == live - 1
 
 
 async def test_consumers_are_deleted_when_the_gateway_shuts_down(
@@ -67,14 +91,10 @@ async def test_consumers_are_deleted_when_the_gateway_shuts_down(
         asyncio.TaskGroup() as tg,
     ):
         streams = [tg.create_task(_read_until_end(client)) for _ in range(3)]
-        await eventually(lambda: _consumers(js, 3), within=5, what="3 consumers")
+        await eventually(lambda: gateway.hub.open_streams == 3, within=5, what="3 streams")
         await gateway.stop()
     assert all(s.result().endswith(b"reconnect to resume\n\n") for s in streams)
     assert await consumer_count(js) == 0
-
-
-async def _consumers(js: JetStreamContext, n: int) -> bool:
-    return await consumer_count(js) == n
 
 
 async def _read_until_end(client: httpx.AsyncClient) -> bytes:

@@ -7,7 +7,7 @@ import pytest
 from nats.js import JetStreamContext
 
 from tests.conftest import RunningGateway
-from tests.ticks import event_id, publish
+from tests.ticks import client_consumers, event_id, publish
 
 TOO_MANY = ",".join(f"S{i}" for i in range(101))
 
@@ -80,7 +80,7 @@ async def test_id_of_a_future_sequence_is_a_400(
     response = await get_problem(gateway, {"symbols": "AAPL"}, {"Last-Event-ID": future})
     assert response.status_code == 400
     assert future in response.json()["detail"]
-    assert (await js.stream_info("PRICES")).state.consumer_count == 0
+    assert await client_consumers(js) == []
 
 
 async def test_max_symbols_is_configurable(start_gateway: object, js: JetStreamContext) -> None:

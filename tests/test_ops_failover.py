@@ -19,6 +19,7 @@ from tests.processes import GatewayProcess
 from tests.publishing import SteadyPublisher
 from tests.resuming_client import ResumingClient
 from tests.servers import NatsServer, eventually
+from tests.ticks import client_consumers
 
 SYMBOLS = ["AAPL", "MSFT", "BRK.B"]
 
@@ -111,7 +112,7 @@ async def test_sigterm_ends_streams_cleanly_and_clients_resume_on_another_replic
             "the drained stream ended cleanly, not cut"
         )
         assert not client.session.resets
-    await eventually(lambda: _no_consumers(js), within=5, what="no consumer left")
+    await eventually(lambda: _no_consumers(js), within=5, what="no client consumer left")
 
 
 async def _status(http: httpx.AsyncClient, url: str, code: int) -> bool:
@@ -122,7 +123,7 @@ async def _status(http: httpx.AsyncClient, url: str, code: int) -> bool:
 
 
 async def _no_consumers(js: JetStreamContext) -> bool:
-    return (await js.stream_info("PRICES")).state.consumer_count == 0
+    return not await client_consumers(js)
 
 
 async def test_nats_restart_mid_stream_delivers_every_tick_exactly_once(

@@ -6,7 +6,7 @@ import httpx
 from nats.js import JetStreamContext
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import RunningGateway
+from tests.conftest import RunningGateway, StartGateway
 from tests.servers import eventually
 from tests.sse_client import open_stream
 from tests.ticks import event_id, publish
@@ -47,8 +47,9 @@ async def test_every_family_is_exposed(gateway: RunningGateway) -> None:
 
 
 async def test_streams_consumers_events_and_lag_move_with_a_client(
-    gateway: RunningGateway, js: JetStreamContext
+    start_gateway: StartGateway, js: JetStreamContext
 ) -> None:
+    gateway = await start_gateway(shared_feed=False)  # a consumer for the client's whole stay
     before = await scrape(gateway)
     async with open_stream(gateway.url, {"symbols": "AAPL"}) as stream:
         await stream.next_block()

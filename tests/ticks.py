@@ -54,3 +54,8 @@ async def event_id(js: JetStreamContext, sequence: int, stream: str = "PRICES") 
     info = await js.stream_info(stream)
     assert info.created is not None
     return f"{incarnation_of(info.created)}-{sequence}"
+
+
+async def client_consumers(js: JetStreamContext, stream: str = "PRICES") -> list[str]:
+    """Names of the per-client consumers (not the gateways' live-feed consumers)."""
+    return [c.name for c in await js.consumers_info(stream) if c.name.startswith("sse-")]

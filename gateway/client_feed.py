@@ -1,0 +1,184 @@
+"""One client's events: from its own consumer until it has caught up, then from the live
+feed, spliced by stream sequence so that nothing is skipped or repeated.
+
+The splice: the client subscribes to the live feed *before* its consumer is created, so
+every message the live feed hands over from then on is buffered. Its consumer delivers
+from the client's start position, and reports after each message how many it still has
+pending. When that reaches 0 at sequence S, every message of the client's subjects up to
+S came through the consumer, and every later one is (or will be) in the buffer: the
+client drops buffered events up to S, deletes its consumer and goes live. If the buffer
+had to drop events past S (a long catch-up), it keeps reading its consumer instead.
+
+A live client that falls behind its buffer's bound goes back to a consumer of its own,
+from the sequence after its last event: JetStream holds the backlog, not the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+
+from gateway import sse
+from gateway.consumers import PullConsumer, delivery
+from gateway.errors import StreamEndedError
+from gateway.live_feed import Subscriber
+from gateway.metrics import INVALID_MESSAGE, Metrics
+from gateway.resume import Start
+
+logger = logging.getLogger(__name__)
+
+SLOW_CLIENT = "client too slow"
+
+# (deliver policy, start sequence) -> a consumer of the client's subjects, not yet created.
+ConsumerFactory = Callable[[DeliverPolicy, int | None], PullConsumer]
+
+
+@dataclass(slots=True)
+class Frames:
+    """What one write carries."""
+
+    body: bytes
+    events: int
+    published: float | None  # timestamp of the oldest tick in it
+
+
+class ClientFeed:
+    """`async with ClientFeed(...)`: the client's consumer exists inside the block at most."""
+
+    def __init__(
+        self,
+        client_id: str,
+        start: Start,
+        open_consumer: ConsumerFactory,
+        subscriber: Subscriber | None,
+        metrics: Metrics,
+    ) -> None:
+        self.client_id = client_id
+        self.start = start
+        self._open_consumer = open_consumer
+        self.consumer = open_consumer(start.deliver_policy, start.sequence)
+        self._subscriber = subscriber  # None: served by its own consumer for good
+        self._metrics = metrics
+        self._id_prefix = f"{start.incarnation}-".encode()
+        self._last_sequence = 0 if start.sequence is None else start.sequence - 1
+        self._catching_up = True
+        self._stopped: StreamEndedError | None = None
+
+    async def __aenter__(self) -> ClientFeed:
+        await self.consumer.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.consumer.close()
+
+    @property
+    def live(self) -> bool:
+        return not self._catching_up
+
+    def stop(self, reason: str) -> None:
+        """End the feed: the pending or next `next_frames` raises StreamEndedError(reason)."""
+        if self._stopped is None:
+            self._stopped = StreamEndedError(reason)
+        self.consumer.stop(reason)
+        if self._subscriber is not None:
+            self._subscriber.wake.set()
+
+    def repull(self) -> None:
+        if self._catching_up:
+            self.consumer.repull()
+
+    async def next_frames(self, timeout: float) -> Frames | None:
+        """The next write, waiting up to `timeout`; None when nothing came in time."""
+        if self._stopped is not None:
+            raise self._stopped
+        if self._catching_up:
+            if self._subscriber is not None and self.consumer.initial_pending == 0:
+                await self._go_live()  # nothing to catch up on
+            else:
+                return await self._from_consumer(timeout)
+        return await self._from_live(timeout)
+
+    async def _from_consumer(self, timeout: float) -> Frames | None:
+        batch = await self.consumer.next_batch(timeout)
+        if not batch:
+            return None
+        body, pending = self._frame(batch)
+        published = sse.published_at(batch[0].data)
+        subscriber = self._subscriber
+        if (
+            pending == 0
+            and subscriber is not None
+            and subscriber.dropped_through <= self._last_sequence
+        ):
+            await self._go_live()
+        return Frames(body, len(batch), published)
+
+    def _frame(self, batch: list[Msg]) -> tuple[bytes, int]:
+        frames = []
+        digits, pending = b"0", 0
+        for msg in batch:
+            digits, pending = delivery(msg.reply)
+            frame = sse.event_frame(self._id_prefix + digits, msg.data)
+            if frame is None:
+                self._metrics.errors.labels(INVALID_MESSAGE).inc()
+                logger.warning("message skipped", extra={"subject": msg.subject})
+                event_id = (self._id_prefix + digits).decode()
+                frame = sse.comment_frame(f"skipped invalid message {event_id}")
+            frames.append(frame)
+        self._last_sequence = int(digits)
+        return b"".join(frames), pending
+
+    async def _go_live(self) -> None:
+        subscriber = self._subscriber
+        assert subscriber is not None
+        subscriber.discard_through(self._last_sequence)
+        subscriber.live = True
+        self._catching_up = False
+        await self.consumer.close()  # its job is done; the live feed carries the client
+
+    async def _fall_back(self) -> None:
+        """Back to a consumer of its own, from the event after the last one sent."""
+        subscriber = self._subscriber
+        assert subscriber is not None
+        subscriber.reset()  # buffering again, before the consumer exists
+        self.consumer = self._open_consumer(
+            DeliverPolicy.BY_START_SEQUENCE, self._last_sequence + 1
+        )
+        await self.consumer.__aenter__()
+        self._catching_up = True
+        self._metrics.live_fallbacks.inc()
+        logger.info("client fell behind the live feed", extra={"client": self.client_id})
+
+    async def _from_live(self, timeout: float) -> Frames | None:
+        subscriber = self._subscriber
+        assert subscriber is not None
+        if not subscriber.events:
+            subscriber.wake.clear()
+            try:
+                async with asyncio.timeout(timeout):
+                    await subscriber.wake.wait()
+            except TimeoutError:
+                pass
+        if self._stopped is not None:
+            raise self._stopped
+        if subscriber.ended is not None:
+            raise StreamEndedError(subscriber.ended)
+        if subscriber.overflowed:
+            await self._fall_back()
+            return await self._from_consumer(timeout)
+        if not subscriber.events:
+            return None
+        events = subscriber.take()
+        self._last_sequence = events[-1].sequence
+        return Frames(b"".join([event.frame for event in events]), len(events), events[0].published)

@@ -1,0 +1,235 @@
+"""The live feed: one consumer on every price subject for the whole process, fanned out.
+
+Each message is framed once; the same bytes go to every subscriber of its subject, as one
+shared `LiveEvent`. Per subscriber and event the cost is a deque append. The feed is
+ordered by stream sequence and never skips: when its consumer is lost (a NATS restart) it
+is recreated from the next sequence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import NamedTuple
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+
+from contracts.event_ids import incarnation_of
+from contracts.symbols import all_subjects
+from gateway import sse
+from gateway.consumers import ConsumerSpec, PullConsumer, delivery
+from gateway.errors import NatsUnavailableError, StreamEndedError
+from gateway.metrics import INVALID_MESSAGE, Metrics
+from gateway.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+LIVE_BATCH = 1024
+RESTART_DELAY = 0.5
+STREAM_REPLACED = "the stream was recreated"
+
+
+class LiveEvent(NamedTuple):
+    sequence: int
+    frame: bytes
+    published: float | None  # the tick's timestamp, for the lag histogram
+
+
+class Subscriber:
+    """One client's share of the live feed: the events for its subjects, bounded in bytes.
+
+    Before the client has caught up (`live` False) the oldest events make room for new
+    ones, and `dropped_through` remembers how far; the client's own consumer still has
+    them. Once live, going over the bound marks it `overflowed`: the client has fallen
+    behind and goes back to a consumer of its own.
+    """
+
+    __slots__ = (
+        "dropped_through",
+        "ended",
+        "events",
+        "live",
+        "max_bytes",
+        "overflowed",
+        "pending_bytes",
+        "subjects",
+        "wake",
+    )
+
+    def __init__(self, subjects: tuple[str, ...] | None, max_bytes: int) -> None:
+        self.subjects = subjects
+        self.max_bytes = max_bytes
+        self.events: deque[LiveEvent] = deque()
+        self.pending_bytes = 0
+        self.dropped_through = 0
+        self.live = False
+        self.overflowed = False
+        self.ended: str | None = None
+        self.wake = asyncio.Event()
+
+    def offer(self, event: LiveEvent) -> None:
+        if self.overflowed:
+            return
+        self.events.append(event)
+        self.pending_bytes += len(event.frame)
+        if self.pending_bytes > self.max_bytes:
+            if self.live:
+                self.overflowed = True
+            else:
+                while self.pending_bytes > self.max_bytes:
+                    dropped = self.events.popleft()
+                    self.pending_bytes -= len(dropped.frame)
+                    self.dropped_through = dropped.sequence
+        self.wake.set()
+
+    def take(self) -> deque[LiveEvent]:
+        events, self.events = self.events, deque()
+        self.pending_bytes = 0
+        return events
+
+    def reset(self) -> None:
+        """Buffer again from now, for a client going back to catching up."""
+        self.take()
+        self.live = False
+        self.overflowed = False
+        self.dropped_through = 0
+
+    def discard_through(self, sequence: int) -> None:
+        """Forget the events the client's own consumer already delivered."""
+        while self.events and self.events[0].sequence <= sequence:
+            self.pending_bytes -= len(self.events.popleft().frame)
+
+    def end(self, reason: str) -> None:
+        self.ended = reason
+        self.wake.set()
+
+
+class LiveFeed:
+    """`run()` keeps one pull consumer on `<prefix>.>` and fans its messages out."""
+
+    def __init__(
+        self, nc: NATS, js: JetStreamContext, settings: Settings, metrics: Metrics
+    ) -> None:
+        self._nc = nc
+        self._js = js
+        self._settings = settings
+        self._metrics = metrics
+        self._stream = settings.stream
+        self._by_subject: dict[str, set[Subscriber]] = {}
+        self._everything: set[Subscriber] = set()
+        self.incarnation: str | None = None
+        self.position = 0  # the last stream sequence fanned out
+        self.running = asyncio.Event()
+        self._changed = asyncio.Event()  # replaced at each change; waiters hold the old one
+        self._consumer: PullConsumer | None = None
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        if subscriber.subjects is None:
+            self._everything.add(subscriber)
+        else:
+            for subject in subscriber.subjects:
+                self._by_subject.setdefault(subject, set()).add(subscriber)
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        if subscriber.subjects is None:
+            self._everything.discard(subscriber)
+            return
+        for subject in subscriber.subjects:
+            subscribers = self._by_subject.get(subject)
+            if subscribers is not None:
+                subscribers.discard(subscriber)
+                if not subscribers:
+                    del self._by_subject[subject]
+
+    async def wait_following(self, incarnation: str) -> None:
+        """Until the feed follows the stream of `incarnation` (it lags a recreated stream by
+        a moment); bound it with a timeout."""
+        while not (self.running.is_set() and self.incarnation == incarnation):
+            await self._changed.wait()
+
+    def _set_running(self, running: bool) -> None:
+        if running:
+            self.running.set()
+        else:
+            self.running.clear()
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def repull(self) -> None:
+        if self._consumer is not None:
+            self._consumer.repull()
+
+    async def run(self) -> None:
+        """Until cancelled: follow the stream, recreating the consumer whenever it is lost."""
+        while True:
+            try:
+                await self._follow()
+            except (StreamEndedError, NatsUnavailableError, NatsError, TimeoutError) as exc:
+                logger.warning("live feed interrupted", extra={"error": str(exc)})
+            self._set_running(False)
+            await asyncio.sleep(RESTART_DELAY)
+
+    async def _follow(self) -> None:
+        info = await self._js.stream_info(self._stream)
+        assert info.created is not None
+        incarnation = incarnation_of(info.created)
+        if incarnation != self.incarnation:
+            if self.incarnation is not None:
+                self._end_all(STREAM_REPLACED)
+            # A new stream, or the first: start after what it holds now.
+            self.incarnation, self.position = incarnation, info.state.last_seq
+        spec = ConsumerSpec(
+            stream=self._stream,
+            name=f"live-{self._settings.gateway_id}",
+            filter_subjects=(all_subjects(self._settings.subject_prefix),),
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            start_sequence=self.position + 1,
+            inactive_threshold=self._settings.inactive_threshold,
+        )
+        prefix = f"{incarnation}-".encode()
+        async with PullConsumer(
+            self._nc,
+            self._js,
+            spec,
+            self._metrics,
+            batch=LIVE_BATCH,
+            api_timeout=self._settings.nats_timeout,
+        ) as consumer:
+            self._consumer = consumer
+            self._set_running(True)
+            logger.info("live feed following", extra={"from": self.position + 1})
+            try:
+                while True:
+                    self._dispatch(prefix, await consumer.next_batch(30.0))
+            finally:
+                self._consumer = None
+
+    def _dispatch(self, prefix: bytes, batch: list[Msg]) -> None:
+        by_subject = self._by_subject
+        everything = self._everything
+        for msg in batch:
+            digits, _ = delivery(msg.reply)
+            sequence = int(digits)
+            self.position = sequence
+            subscribers = by_subject.get(msg.subject)
+            if not subscribers and not everything:
+                continue
+            frame = sse.event_frame(prefix + digits, msg.data)
+            if frame is None:
+                self._metrics.errors.labels(INVALID_MESSAGE).inc()
+                logger.warning("message skipped", extra={"subject": msg.subject, "seq": sequence})
+                frame = sse.comment_frame(f"skipped invalid message {(prefix + digits).decode()}")
+            event = LiveEvent(sequence, frame, sse.published_at(msg.data))
+            for subscriber in subscribers or ():
+                subscriber.offer(event)
+            for subscriber in everything:
+                subscriber.offer(event)
+
+    def _end_all(self, reason: str) -> None:
+        for subscriber in self._everything.union(*self._by_subject.values()):
+            subscriber.end(reason)
