@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 from gateway.errors import GatewayError, http_problem, internal_problem, problem_for
 from gateway.hub import Hub
 from gateway.metrics import INTERNAL
+from gateway.page import page_routes
 from gateway.query import parse_query
 from gateway.settings import Settings
 from gateway.streaming import PriceStreamResponse
@@ -71,6 +72,7 @@ def build_app(settings: Settings, hub: Hub | None = None) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
+            *page_routes(hub),
         ],
         exception_handlers={
             GatewayError: on_gateway_error,

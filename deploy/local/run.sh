@@ -47,8 +47,8 @@ wait_for "the gateway on port $gateway_port" curl -fs "http://127.0.0.1:$gateway
 
 cat <<TXT
 
-  Live prices:  http://127.0.0.1:${gateway_port}/stocks
-  One symbol:   curl -N 'http://127.0.0.1:${gateway_port}/stocks?symbols=AAPL'
+  Live prices:  http://127.0.0.1:${gateway_port}/
+  Raw stream:   curl -N 'http://127.0.0.1:${gateway_port}/stocks?symbols=AAPL,BRK.B'
   Logs:         $state/*.log        Stop: Ctrl-C
 
 TXT

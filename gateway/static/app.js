@@ -1,0 +1,111 @@
+// The live price page: wires the picker, the table and the status badge to one
+// subscription, and keeps the chosen symbols in the page URL (?symbols=AAPL,MSFT).
+
+import { ConnectionStatus } from "./status.js";
+import { SymbolPicker } from "./picker.js";
+import { PriceTable } from "./table.js";
+import { SYMBOL_PATTERN, subscribe } from "./price-client.js";
+
+const RECORD_LIMIT = 10000;
+const $ = (id) => document.getElementById(id);
+
+// What the page showed, for tests and for a developer's console: every tick once, in order.
+const record = [];
+const states = [];
+window.__ticks = record;
+window.__states = states;
+
+function symbolsFromUrl() {
+  const words = new URL(location.href).searchParams
+    .getAll("symbols")
+    .flatMap((value) => value.split(","))
+    .map((word) => word.trim().toUpperCase())
+    .filter(Boolean);
+  return {
+    valid: [...new Set(words.filter((word) => SYMBOL_PATTERN.test(word)))],
+    invalid: words.filter((word) => !SYMBOL_PATTERN.test(word)),
+  };
+}
+
+function keepInUrl(symbols) {
+  const url = new URL(location.href);
+  url.searchParams.delete("symbols");
+  // Built by hand: URLSearchParams would write the commas as %2C.
+  const rest = url.searchParams.toString();
+  const query = [symbols.length ? `symbols=${symbols.join(",")}` : "", rest].filter(Boolean);
+  url.search = query.join("&");
+  history.replaceState(null, "", url);
+}
+
+async function loadKnownSymbols(picker) {
+  try {
+    const response = await fetch(new URL("symbols", document.baseURI), { cache: "no-store" });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    picker.setKnown(await response.json());
+    $("known-error").textContent = "";
+  } catch (error) {
+    $("known-error").textContent = `Stored symbols unavailable (${error.message}); type symbols instead.`;
+  }
+}
+
+function main() {
+  const status = new ConnectionStatus({
+    root: $("connection"),
+    label: $("state-label"),
+    detail: $("state-detail"),
+    heard: $("heard"),
+    transport: $("transport"),
+    notice: $("reset-notice"),
+    noticeText: $("reset-text"),
+    noticeClose: $("reset-close"),
+  });
+  const input = $("symbol-input");
+  const picker = new SymbolPicker({
+    form: $("picker"),
+    input,
+    chips: $("chips"),
+    suggestions: $("suggestions"),
+    datalist: $("known-symbols"),
+    error: $("picker-error"),
+    onChange: (symbols) => choose(symbols),
+  });
+  const table = new PriceTable(
+    $("prices-body"),
+    $("announcer"),
+    (symbol) => picker.chosen.length && picker.remove(symbol),
+    input,
+  );
+
+  const { valid, invalid } = symbolsFromUrl();
+  if (invalid.length) picker.showError(`Ignored from the address: ${invalid.join(", ")}`);
+  picker.set(valid);
+  table.setSymbols(valid.length ? valid : null);
+  keepInUrl(valid);
+
+  const subscription = subscribe(
+    valid,
+    (tick) => {
+      record.push({ id: tick.id, symbol: tick.symbol, price: tick.price });
+      if (record.length > RECORD_LIMIT) record.splice(0, record.length - RECORD_LIMIT);
+      status.heardNow();
+      table.update(tick);
+    },
+    (state) => {
+      if (states.at(-1) !== state.state) states.push(state.state);
+      if (states.length > 1000) states.shift();
+      status.show(state);
+    },
+  );
+  window.__subscription = subscription;
+
+  function choose(symbols) {
+    keepInUrl(symbols);
+    table.setSymbols(symbols.length ? symbols : null);
+    subscription.setSymbols(symbols);
+  }
+
+  loadKnownSymbols(picker);
+  input.addEventListener("focus", () => loadKnownSymbols(picker));
+}
+
+main();

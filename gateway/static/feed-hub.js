@@ -1,0 +1,148 @@
+// One PriceFeed shared by every subscription that talks to this hub over a MessagePort:
+// the tabs of a SharedWorker, or one tab's own subscriptions when SharedWorker is
+// missing. The feed streams the union of their symbols; each port gets the ticks its
+// subscriptions want, and a new subscription first gets the recent ticks already here.
+
+import { PriceFeed } from "./feed.js";
+
+export const PROTOCOL = 1; // bump when the messages below change
+const HISTORY = 60; // ticks kept per symbol, replayed to a new subscription (sparklines)
+const COALESCE_MS = 30; // symbol changes this close together open one stream, not several
+// A hub left without subscriptions (say, the only tab reloading) keeps its position this
+// long, so the next subscription resumes with no gap; later it starts from the latest.
+const KEEP_POSITION_MS = 30000;
+
+// Messages, tab -> hub:
+//   {type: "subscribe", sub, symbols: string[] | null}   add or change a subscription
+//   {type: "unsubscribe", sub}
+//   {type: "bye"}                                         the tab is going away
+//   {type: "lifetime", lock}                              a Web Lock the tab holds until it dies
+// hub -> tab:
+//   {type: "tick", tick, sub?}    for the tab's subscriptions that want tick.symbol (or just `sub`)
+//   {type: "state", state}
+
+export class FeedHub {
+  constructor({ baseUrl, maxSymbols }) {
+    this.ports = new Map(); // port -> Map(sub -> Set of symbols | null for all)
+    this.history = new Map(); // symbol -> recent ticks, oldest first
+    this.wanted = null; // symbols streamed, or null for all
+    this.timer = null;
+    this.idleSince = null;
+    this.state = { state: "connecting", lastEventId: "" };
+    this.feed = new PriceFeed({
+      baseUrl,
+      maxSymbols,
+      onTick: (tick) => this.tick(tick),
+      onState: (state) => {
+        this.state = state;
+        for (const port of this.ports.keys()) port.postMessage({ type: "state", state });
+      },
+    });
+  }
+
+  attach(port) {
+    this.ports.set(port, new Map());
+    port.onmessage = (event) => this.message(port, event.data);
+    port.start?.();
+  }
+
+  detach(port) {
+    if (!this.ports.delete(port)) return;
+    this.schedule();
+  }
+
+  message(port, message) {
+    const subs = this.ports.get(port) ?? new Map();
+    if (!this.ports.has(port)) this.ports.set(port, subs); // back from the bfcache
+    if (message.type === "subscribe") {
+      this.expireIdle();
+      const before = subs.get(message.sub);
+      const wanted = message.symbols === null ? null : new Set(message.symbols);
+      subs.set(message.sub, wanted);
+      port.postMessage({ type: "state", state: this.state });
+      this.replay(port, message.sub, before, wanted);
+      this.schedule();
+    } else if (message.type === "unsubscribe") {
+      subs.delete(message.sub);
+      this.schedule();
+    } else if (message.type === "bye") {
+      this.detach(port);
+    } else if (message.type === "lifetime" && globalThis.navigator?.locks) {
+      // Granted only once the tab's own hold on the lock ends: the tab has closed or
+      // crashed, which a MessagePort never reports.
+      navigator.locks.request(message.lock, async () => this.detach(port));
+    }
+  }
+
+  replay(port, sub, before, wanted) {
+    const isNew = (symbol) => before === undefined || (before !== null && !before.has(symbol));
+    const symbols = wanted === null ? [...this.history.keys()] : [...wanted];
+    for (const symbol of symbols) {
+      if (!isNew(symbol)) continue;
+      for (const tick of this.history.get(symbol) ?? []) {
+        port.postMessage({ type: "tick", tick, sub });
+      }
+    }
+  }
+
+  schedule() {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.apply(), COALESCE_MS);
+  }
+
+  wantedUnion() {
+    let any = false;
+    const symbols = new Set();
+    for (const subs of this.ports.values()) {
+      for (const wanted of subs.values()) {
+        if (wanted === null) return null;
+        any = true;
+        for (const symbol of wanted) symbols.add(symbol);
+      }
+    }
+    return any ? [...symbols].sort() : undefined;
+  }
+
+  apply() {
+    const union = this.wantedUnion();
+    if (union === undefined) {
+      this.idleSince ??= Date.now();
+      this.feed.stop();
+      return;
+    }
+    this.expireIdle();
+    this.idleSince = null;
+    if (union !== null) {
+      // History of a symbol nobody streams would go stale: ticks after it are not read.
+      const keep = new Set(union);
+      for (const symbol of this.history.keys()) if (!keep.has(symbol)) this.history.delete(symbol);
+    }
+    this.wanted = union && new Set(union);
+    this.feed.setSymbols(union);
+  }
+
+  expireIdle() {
+    if (this.idleSince !== null && Date.now() - this.idleSince > KEEP_POSITION_MS) {
+      this.feed.forget();
+      this.history.clear();
+      this.idleSince = null;
+    }
+  }
+
+  tick(tick) {
+    // Past the gateway's symbol limit the feed streams everything: keep only what is wanted.
+    if (this.wanted && !this.wanted.has(tick.symbol)) return;
+    let recent = this.history.get(tick.symbol);
+    if (!recent) this.history.set(tick.symbol, (recent = []));
+    recent.push(tick);
+    if (recent.length > HISTORY) recent.shift();
+    for (const [port, subs] of this.ports) {
+      for (const wanted of subs.values()) {
+        if (wanted === null || wanted.has(tick.symbol)) {
+          port.postMessage({ type: "tick", tick });
+          break;
+        }
+      }
+    }
+  }
+}
