@@ -50,6 +50,7 @@ class Hub:
         self.draining = asyncio.Event()
         self._feeds: dict[str, ClientFeed] = {}
         self._per_address: Counter[str] = Counter()  # streams by client address
+        self._open_streams = 0  # attached or attaching
         self._client_numbers = itertools.count(1)
         self._no_streams = asyncio.Event()
         self._no_streams.set()
@@ -107,7 +108,7 @@ class Hub:
 
     @property
     def open_streams(self) -> int:
-        return sum(self._per_address.values())
+        return self._open_streams
 
     async def drain(self) -> None:
         """Refuse new streams at once, and end the open ones in waves over the drain period,
@@ -186,6 +187,7 @@ class Hub:
         self._admit(address)
         # Counted before the first await, so concurrent attaches respect the limits.
         self._per_address[address] += 1
+        self._open_streams += 1
         self._no_streams.clear()
         subscriber: Subscriber | None = None
         live: LiveFeed | None = None
@@ -239,8 +241,9 @@ class Hub:
         finally:
             if live is not None and subscriber is not None:
                 live.unsubscribe(subscriber)
+            self._open_streams -= 1
             self._per_address[address] -= 1
             if not self._per_address[address]:
                 del self._per_address[address]
-                if not self._per_address:
-                    self._no_streams.set()
+            if not self._open_streams:
+                self._no_streams.set()
