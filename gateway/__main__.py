@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 
+from contracts.logs import configure_logging
 from contracts.settings import redact_urls
 from gateway.app import build_app
 from gateway.hub import Hub
-from gateway.logs import configure_logging
 from gateway.server import GatewayServer, server_config
 from gateway.settings import from_environment
 

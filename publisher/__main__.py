@@ -6,26 +6,12 @@ import asyncio
 import logging
 import sys
 
-from pythonjsonlogger.json import JsonFormatter
-
+from contracts.logs import configure_logging
 from publisher.app import PublisherService
 from publisher.errors import PublisherError
 from publisher.settings import PublisherSettings, from_environment
 
 PROG = "python -m publisher"
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-        )
-    )
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    # nats-py logs every failed reconnect attempt; our callbacks say it once.
-    logging.getLogger("nats").setLevel(logging.CRITICAL)
 
 
 async def serve(settings: PublisherSettings) -> int:

@@ -1,4 +1,4 @@
-"""Logging set-up for the commands: one JSON object a line on stderr."""
+"""Logging set-up for both commands: one JSON object a line on stderr."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 
 def configure_logging(level: str) -> None:
+    """JSON lines at `level`; only a command's `main` calls this."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter(
