@@ -6,7 +6,8 @@ every message the live feed hands over from then on is buffered. Its consumer de
 from the client's start position, and reports after each message how many it still has
 pending. When that reaches 0 at sequence S, every message of the client's subjects up to
 S came through the consumer, and every later one is (or will be) in the buffer: the
-client drops buffered events up to S, deletes its consumer and goes live. If the buffer
+client deletes its consumer and goes live, skipping buffered events up to S (the live
+feed may hand some of those over only later, as it can lag behind the consumer). If the buffer
 had to drop events past S (a long catch-up), it keeps reading its consumer instead.
 
 A live client that falls behind its buffer's bound goes back to a consumer of its own,
@@ -68,7 +69,7 @@ class ClientFeed:
         self._id_prefix = f"{start.incarnation}-".encode()
         self._last_sequence = 0 if start.sequence is None else start.sequence - 1
         self._catching_up = True
-        self._stopped: StreamEndedError | None = None
+        self._stopped: str | None = None  # why, as text (see PullConsumer._failure)
 
     async def __aenter__(self) -> ClientFeed:
         await self.consumer.__aenter__()
@@ -89,7 +90,7 @@ class ClientFeed:
     def stop(self, reason: str) -> None:
         """End the feed: the pending or next `next_frames` raises StreamEndedError(reason)."""
         if self._stopped is None:
-            self._stopped = StreamEndedError(reason)
+            self._stopped = reason
         self.consumer.stop(reason)
         if self._subscriber is not None:
             self._subscriber.wake.set()
@@ -101,7 +102,7 @@ class ClientFeed:
     async def next_frames(self, timeout: float) -> Frames | None:
         """The next write, waiting up to `timeout`; None when nothing came in time."""
         if self._stopped is not None:
-            raise self._stopped
+            raise StreamEndedError(self._stopped)
         if self._catching_up:
             if self._subscriber is not None and self.consumer.initial_pending == 0:
                 await self._go_live()  # nothing to catch up on
@@ -171,12 +172,15 @@ class ClientFeed:
             except TimeoutError:
                 pass
         if self._stopped is not None:
-            raise self._stopped
+            raise StreamEndedError(self._stopped)
         if subscriber.ended is not None:
             raise StreamEndedError(subscriber.ended)
         if subscriber.overflowed:
             await self._fall_back()
             return await self._from_consumer(timeout)
+        # The live feed may lag behind the consumer the client caught up with: events it
+        # hands over late may already have been sent.
+        subscriber.discard_through(self._last_sequence)
         if not subscriber.events:
             return None
         events = subscriber.take()

@@ -104,7 +104,9 @@ class PullConsumer:
         self._wake = asyncio.Event()
         self._outstanding = 0
         self._last_heard = 0.0
-        self._failure: StreamEndedError | None = None
+        # Why it ended, as text: a stored, raised exception would keep its traceback's
+        # frames (and this object) alive in a reference cycle.
+        self._failure: str | None = None
         self._sub: Subscription | None = None
         self._open = False
         self.initial_pending = 0  # messages it had to deliver when created
@@ -167,7 +169,7 @@ class PullConsumer:
     def stop(self, reason: str) -> None:
         """End the feed: the pending or next `next_batch` raises StreamEndedError(reason)."""
         if self._failure is None:
-            self._failure = StreamEndedError(reason)
+            self._failure = reason
         self._wake.set()
 
     def repull(self) -> None:
@@ -185,7 +187,7 @@ class PullConsumer:
         deadline = loop.time() + timeout
         while not self._ready:
             if self._failure is not None:
-                raise self._failure
+                raise StreamEndedError(self._failure)
             if self._outstanding <= self._batch // 2:
                 await self._pull()
             now = loop.time()
@@ -235,10 +237,10 @@ class PullConsumer:
             self._outstanding -= int(headers[_PENDING_MESSAGES])  # type: ignore[index]
             description = headers.get("Description", "")  # type: ignore[union-attr]
             if "Deleted" in description:
-                self._failure = StreamEndedError(f"consumer {self.spec.name} was deleted")
+                self._failure = f"consumer {self.spec.name} was deleted"
         elif status == "409":
-            self._failure = StreamEndedError(f"consumer {self.spec.name}: {headers}")
+            self._failure = f"consumer {self.spec.name}: {headers}"
         elif status == "503":
-            self._failure = StreamEndedError(f"consumer {self.spec.name} is gone")
+            self._failure = f"consumer {self.spec.name} is gone"
         # 100 is an idle heartbeat, 404 "no messages" only answers no_wait requests.
         self._wake.set()
