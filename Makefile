@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint format asyncapi clean
+.PHONY: install run test lint format asyncapi bench clean
 
 install: $(INSTALLED)
 
@@ -31,6 +31,11 @@ format: install
 
 asyncapi: install
 	$(BIN)/python -m publisher.asyncapi
+
+# The benchmark (bench/README.md): a table on stdout, JSON in bench/results/.
+# Flags through BENCH_ARGS, e.g. make bench BENCH_ARGS="--quick --workloads W1,W3".
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache

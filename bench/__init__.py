@@ -1,0 +1,1 @@
+"""`python -m bench`: the gateway's benchmark, against a naive baseline (see README)."""

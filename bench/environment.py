@@ -1,0 +1,356 @@
+"""One measured set-up: nats-server, the server under test, the publisher and the loaders.
+
+Each workload gets a fresh one (own JetStream store in a temporary directory, free
+ports), so no workload inherits another's consumers, memory or stream contents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import nats
+
+from bench.checking import Tally
+from bench.config import ROOT, BenchConfig
+from bench.processes import (
+    BIN,
+    START_TIMEOUT,
+    BenchError,
+    Controlled,
+    CpuMeter,
+    Pinning,
+    Process,
+    free_port,
+    http_get,
+    metric,
+    rss_bytes,
+    wait_until_accepting,
+    wait_until_ready,
+)
+from bench.publisher import symbol_name
+from bench.stats import Histogram
+
+STREAM = "PRICES"
+GC_PROBE = ROOT / "bench" / "gcprobe"
+GC_PAUSE = "bench-gc-pause"
+
+
+def client_spec(ident: int, config: BenchConfig, **extra: Any) -> dict[str, Any]:
+    """Client `ident` asks for `symbols_per_client` symbols spread evenly over all of them,
+    so every symbol has the same number of clients."""
+    stride = config.symbols // config.symbols_per_client
+    symbols = sorted(
+        {(ident + k * stride) % config.symbols for k in range(config.symbols_per_client)}
+    )
+    query = ",".join(symbol_name(s) for s in symbols)
+    return {"id": ident, "path": f"/stocks?symbols={query}", "symbols": symbols, **extra}
+
+
+class Environment:
+    """`async with Environment(config, target, pinning)`: everything started, then killed."""
+
+    def __init__(self, config: BenchConfig, target: str, pinning: Pinning) -> None:
+        self.config = config
+        self.target = target
+        self.pinning = pinning
+        self.dir = Path(tempfile.mkdtemp(prefix=f"bench-{target}-"))
+        self.nats_port = free_port()
+        self.nats_url = f"nats://127.0.0.1:{self.nats_port}"
+        self.port = free_port()
+        self.nats = Process(
+            "nats-server",
+            [
+                str(BIN / "nats-server"),
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.nats_port),
+                "-sd",
+                str(self.dir / "jetstream"),
+            ],
+            self.dir / "nats.log",
+        )
+        self.server = Process(target, self._server_argv(), self.dir / f"{target}.log", self._cwd())
+        self.publisher = Controlled(
+            "publisher",
+            [
+                sys.executable,
+                "-m",
+                "bench.publisher",
+                "--nats-url",
+                self.nats_url,
+                "--symbols",
+                str(config.symbols),
+            ],
+            self.dir / "publisher.log",
+            ROOT,
+        )
+        self.loaders = [
+            Controlled(
+                f"loader-{i}",
+                [sys.executable, "-m", "bench.loader", "--port", str(self.port)],
+                self.dir / f"loader-{i}.log",
+                ROOT,
+            )
+            for i in range(config.loaders)
+        ]
+        self.last_key = 0
+        self.subscribers = [0] * config.symbols  # open-ended count of clients per symbol
+
+    def _server_argv(self) -> list[str]:
+        if self.target == "naive":
+            return [
+                sys.executable,
+                "-m",
+                "bench.naive_gateway",
+                "--nats-url",
+                self.nats_url,
+                "--port",
+                str(self.port),
+                "--heartbeat",
+                "15",
+            ]
+        return [
+            sys.executable,
+            "-m",
+            "gateway",
+            "--nats-url",
+            self.nats_url,
+            "--port",
+            str(self.port),
+            "--max-connections",
+            "20000",
+            "--heartbeat",
+            "15",
+            "--log-level",
+            "warning",
+            "--gateway-id",
+            "bench",
+            *self.config.gateway_args,
+        ]
+
+    def _server_env(self) -> dict[str, str]:
+        if not self.config.gc_probe:
+            return {}
+        paths = [str(GC_PROBE), os.environ.get("PYTHONPATH", "")]
+        return {"PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+
+    def gc_pauses(self) -> dict[str, Any]:
+        """What bench/gcprobe reported: collections of 5 ms or more in the server."""
+        pauses: dict[int, list[float]] = {}
+        try:
+            with self.server.log.open(errors="replace") as log:
+                for line in log:
+                    if line.startswith(GC_PAUSE):
+                        fields = dict(f.split("=") for f in line.split()[1:])
+                        pauses.setdefault(int(fields["gen"]), []).append(float(fields["ms"]))
+        except OSError:
+            pass
+        every = [ms for by_gen in pauses.values() for ms in by_gen]
+        return {
+            "pauses": len(every),
+            "total_s": round(sum(every) / 1000, 3),
+            "max_ms": max(every, default=0.0),
+            "by_generation": {g: len(p) for g, p in sorted(pauses.items())},
+            "max_ms_by_generation": {g: max(p) for g, p in sorted(pauses.items())},
+        }
+
+    def _cwd(self) -> Path:
+        return ROOT if self.target == "naive" else self.config.gateway_src
+
+    async def __aenter__(self) -> Environment:
+        try:
+            await self.nats.start()
+            await wait_until_accepting(self.nats_port, START_TIMEOUT, self.nats)
+            with self.pinning.for_server():
+                await self.server.start(env=self._server_env())
+            self.pinning.apply_to_server(self.server.pid)
+            await self.publisher.start()
+            await self.publisher.read(START_TIMEOUT)  # connected, stream ensured
+            await wait_until_ready(self.port, "/readyz", START_TIMEOUT, self.server)
+            for loader in self.loaders:
+                await loader.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None and not isinstance(exc, asyncio.CancelledError):
+            print(f"--- {self.target} log tail ---\n{self.server.tail()}", file=sys.stderr)
+        await self.close()
+
+    async def close(self) -> None:
+        # Killed, not drained: tearing 19,000 streams down cleanly would take longer than
+        # the workload, and nothing of it is measured.
+        await self.server.stop(signal.SIGKILL)
+        for process in [*self.loaders, self.publisher]:
+            await process.stop(signal.SIGKILL)
+        await self.nats.stop(signal.SIGTERM)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- the processes, as the workloads use them
+
+    def key_of(self, tick: list[int]) -> int:
+        """What the event id carries: the stream sequence, or the naive's publish counter."""
+        counter, sequence, _ = tick
+        return counter if self.target == "naive" else sequence
+
+    def meter(self) -> CpuMeter:
+        return CpuMeter(
+            {
+                "server": [self.server.pid],
+                "loaders": [loader.pid for loader in self.loaders],
+                "publisher": [self.publisher.pid],
+                "nats": [self.nats.pid],
+            }
+        )
+
+    def server_rss(self) -> int:
+        self.server.check_alive()
+        return rss_bytes(self.server.pid)
+
+    def nats_rss(self) -> int:
+        return rss_bytes(self.nats.pid)
+
+    async def publish(
+        self,
+        *,
+        rate: float = 0.0,
+        seconds: float = 0.0,
+        count: int = 0,
+        symbols: list[int] | None = None,
+        window: int = 10_000,
+    ) -> dict[str, Any]:
+        """Publish (see bench.publisher), then tell the loaders what was stored."""
+        answer = await self.publisher.request(
+            timeout=seconds + 120,
+            op="run",
+            rate=rate,
+            seconds=seconds,
+            count=count,
+            symbols=symbols,
+            window=window,
+        )
+        if answer["unacked"] or answer["failed"]:
+            raise BenchError(f"publisher: {answer['unacked']} unacked, {answer['failed']} failed")
+        ticks = [[self.key_of(t), t[2]] for t in answer["ticks"]]
+        if ticks:
+            self.last_key = max(self.last_key, max(k for k, _ in ticks))
+        await self.each(op="published", ticks=ticks)
+        answer["keys"] = sorted(k for k, _ in ticks)
+        answer["deliveries_due"] = sum(self.subscribers[t[2]] for t in answer["ticks"])
+        del answer["ticks"]
+        return answer
+
+    async def each(self, timeout: float = 120.0, **command: Any) -> list[dict[str, Any]]:
+        """The same request to every loader."""
+        return list(
+            await asyncio.gather(*(loader.request(timeout, **command) for loader in self.loaders))
+        )
+
+    async def open(
+        self,
+        specs: list[dict[str, Any]],
+        *,
+        rate: float | None = None,
+        lifetime: float | None = None,
+    ) -> dict[str, Any]:
+        """Open clients spread over the loaders; connect times and statuses, merged."""
+        n = len(self.loaders)
+        shares = [specs[i::n] for i in range(n)]
+        for spec in specs:
+            for symbol in spec.get("symbols", ()):
+                self.subscribers[symbol] += lifetime is None
+        answers = await asyncio.gather(
+            *(
+                loader.request(
+                    timeout=600,
+                    op="open",
+                    conns=share,
+                    rate=rate / n if rate else None,
+                    concurrency=max(1, self.config.connect_concurrency // n),
+                    lifetime=lifetime,
+                )
+                for loader, share in zip(self.loaders, shares, strict=True)
+                if share
+            )
+        )
+        statuses: dict[str, int] = {}
+        for answer in answers:
+            for status, count in answer["statuses"].items():
+                statuses[status] = statuses.get(status, 0) + count
+        return {
+            "opened": sum(a["opened"] for a in answers),
+            "statuses": statuses,
+            "connect_s": [c for a in answers for c in a["connect_s"]],
+            "seconds": max(a["seconds"] for a in answers),
+        }
+
+    def loader_of(self, ident: int) -> Controlled:
+        """The loader `open` gave client `ident` to, when idents count up from 0 per call."""
+        return self.loaders[ident % len(self.loaders)]
+
+    async def stats(self) -> dict[str, Any]:
+        answers = await self.each(op="stats")
+        hist = Histogram()
+        for answer in answers:
+            hist.merge(answer["hist"], answer["max_latency"])
+        merged: dict[str, Any] = {"hist": hist}
+        for name in ("window_events", "open", "closed_by_server", "body_ended", "resets"):
+            merged[name] = sum(a[name] for a in answers)
+        errors: dict[str, int] = {}
+        for answer in answers:
+            for error, count in answer["errors"].items():
+                errors[error] = errors.get(error, 0) + count
+        merged["errors"] = errors
+        return merged
+
+    async def check(self, final: bool) -> Tally:
+        total = Tally()
+        for answer in await self.each(op="check", final=final):
+            total.add(Tally(**answer))
+        return total
+
+    async def settle(self, timeout: float) -> tuple[Tally, float]:
+        """Wait until every open client has every published event of its symbols (or the
+        timeout: then what is missing counts as lost); the tally and the seconds waited."""
+        started = time.monotonic()
+        while True:
+            tally = await self.check(final=False)
+            waited = time.monotonic() - started
+            if not tally.pending:
+                return tally, waited
+            if waited > timeout:
+                return await self.check(final=True), waited
+            await asyncio.sleep(0.1)
+
+    async def gateway_gauges(self) -> dict[str, float | None]:
+        """Open streams and consumers as the gateway and NATS see them (gateway only)."""
+        status, text = await http_get(self.port, "/metrics")
+        gauges: dict[str, float | None] = {
+            "open_streams": metric(text, "gateway_open_streams") if status == 200 else None,
+            "consumers_open": metric(text, "gateway_consumers_open") if status == 200 else None,
+        }
+        nc = await nats.connect(self.nats_url, name="bench")
+        try:
+            info = await nc.jetstream().stream_info(STREAM)
+            gauges["nats_consumers"] = info.state.consumer_count
+        finally:
+            await nc.close()
+        return gauges

@@ -1,0 +1,191 @@
+"""The summary: headline figures per target (medians over runs), ratios, the printed table."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from bench.stats import median
+
+LOSS_KINDS = ("lost", "undelivered", "duplicated", "unexpected", "out_of_order")
+# Headlines where the gateway is compared with the naive baseline, and which way is better.
+RATIOS = {
+    "w1_max_deliveries_per_s": "higher",
+    "w2_connect_rate_per_s": "higher",
+    "w4_connect_p99_ms": "lower",
+}
+
+
+def headlines(result: dict[str, Any]) -> dict[str, Any]:
+    """Flat figures of one target's run (workload name -> its result)."""
+    out: dict[str, Any] = {}
+    losses = dict.fromkeys(LOSS_KINDS, 0)
+
+    def count_loss(loss: dict[str, int]) -> None:
+        for kind in LOSS_KINDS:
+            losses[kind] += loss.get(kind, 0)
+
+    if (w1 := result.get("W1")) and "steps" in w1:
+        out["w1_max_deliveries_per_s"] = w1["max_deliveries_per_s"]
+        out["w1_connect_p99_ms"] = w1["connect"]["p99_ms"]
+        count_loss(w1["snapshot_loss"])
+        for step in w1["steps"]:
+            rate = int(step["rate_target"])
+            out[f"w1_{rate}_deliveries_per_s"] = step["deliveries_per_s"]
+            out[f"w1_{rate}_p50_ms"] = step["latency"]["p50_ms"]
+            out[f"w1_{rate}_p99_ms"] = step["latency"]["p99_ms"]
+            out[f"w1_{rate}_max_ms"] = step["latency"]["max_ms"]
+            out[f"w1_{rate}_server_cpu_percent"] = step["cpu_percent"]["server"]
+            out[f"w1_{rate}_loaders_cpu_percent"] = step["cpu_percent"]["loaders"]
+            out[f"w1_{rate}_other_core_cpu_percent"] = round(
+                step["cpu_percent"]["loaders"]
+                + step["cpu_percent"]["publisher"]
+                + step["cpu_percent"]["nats"],
+                1,
+            )
+            out[f"w1_{rate}_server_rss_mb"] = step["server_rss_mb"]
+            count_loss(step["loss"])
+        out["w1_loaders_cpu_max_percent"] = max(
+            (s["cpu_percent"]["loaders"] for s in w1["steps"]), default=None
+        )
+    if (w2 := result.get("W2")) and "levels" in w2:
+        for level in w2["levels"]:
+            n = level["target"]
+            out[f"w2_{n}_open"] = level["open"]
+            out[f"w2_{n}_rss_per_connection_bytes"] = level["rss_per_connection_bytes"]
+            out[f"w2_{n}_server_rss_mb"] = level["server_rss_mb"]
+            out[f"w2_{n}_idle_server_cpu_percent"] = level["cpu_percent_idle"]["server"]
+            out[f"w2_{n}_idle_nats_cpu_percent"] = level["cpu_percent_idle"]["nats"]
+        if w2["levels"]:
+            first = w2["levels"][0]["connect"]
+            out["w2_connect_rate_per_s"] = first["rate_per_s"]
+            out["w2_connect_p99_ms"] = first["p99_ms"]
+        count_loss(w2["loss"])
+    if (w3 := result.get("W3")) and "runs" in w3:
+        out["w3_catch_up_s"] = w3["catch_up_s_median"]
+        out["w3_exact"] = w3["zero_loss"]
+        for run in w3["runs"]:
+            losses["lost"] += run["lost"]
+            losses["unexpected"] += run["unexpected"]
+    if (w4 := result.get("W4")) and "connect" in w4:
+        out["w4_opened"] = w4["connect"]["opened"]
+        out["w4_connect_p50_ms"] = w4["connect"]["p50_ms"]
+        out["w4_connect_p99_ms"] = w4["connect"]["p99_ms"]
+        out["w4_connect_max_ms"] = w4["connect"]["max_ms"]
+        out["w4_server_cpu_percent"] = w4["cpu_percent"]["server"]
+        if "after" in w4:
+            out["w4_streams_left"] = w4["after"]["open_streams"]
+            out["w4_consumers_left"] = w4["after"]["nats_consumers"]
+        count_loss(w4["loss"])
+    for workload, figures in result.items():
+        if gc := figures.get("server_gc"):
+            out[f"{workload.lower()}_gc_max_pause_ms"] = gc["max_ms"]
+            out[f"{workload.lower()}_gc_pause_total_s"] = gc["total_s"]
+    out.update(losses)
+    out["errors"] = sorted(w for w, r in result.items() if "error" in r)
+    return out
+
+
+def summarise(runs: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per target, each headline's median over runs (bools: all; lists: union)."""
+    summary: dict[str, dict[str, Any]] = {}
+    targets = {t for run in runs for t in run}
+    for target in sorted(targets):
+        per_run = [headlines(run[target]) for run in runs if target in run]
+        keys = list(dict.fromkeys(k for h in per_run for k in h))
+        merged: dict[str, Any] = {}
+        for key in keys:
+            values = [h.get(key) for h in per_run]
+            if any(isinstance(v, list) for v in values):
+                merged[key] = sorted({x for v in values if v for x in v})
+            elif any(isinstance(v, bool) for v in values):
+                merged[key] = all(v is True for v in values)
+            else:
+                merged[key] = median(values)
+        summary[target] = merged
+    return summary
+
+
+def ratios(summary: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """gateway / naive for each comparable headline."""
+    gateway, naive = summary.get("gateway", {}), summary.get("naive", {})
+    out: dict[str, float | None] = {}
+    for key in RATIOS:
+        a, b = gateway.get(key), naive.get(key)
+        out[key] = round(a / b, 2) if a is not None and b else None
+    return out
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, list):
+        return ",".join(value) or "none"
+    return str(value)
+
+
+STEP_KEY = re.compile(r"w1_(\d+)_(.+)")
+WORKLOAD_KEY = re.compile(r"w\d_")
+STEP_COLUMNS = {
+    "deliveries_per_s": "del/s",
+    "p50_ms": "p50 ms",
+    "p99_ms": "p99 ms",
+    "max_ms": "max ms",
+    "server_cpu_percent": "server %",
+    "loaders_cpu_percent": "loaders %",
+    "other_core_cpu_percent": "other core %",
+    "server_rss_mb": "RSS MB",
+}
+
+
+def table(summary: dict[str, dict[str, Any]], ratio: dict[str, float | None]) -> str:
+    """The headlines, one column per target; W1's per-rate figures are in `steps_table`."""
+    targets = sorted(summary)
+    seen = dict.fromkeys(k for t in targets for k in summary[t] if not STEP_KEY.fullmatch(k))
+    # Workload by workload (w1_..., w2_...), then the loss counts and errors.
+    keys = sorted(seen, key=lambda k: k[1] if WORKLOAD_KEY.match(k) else "9")
+    head = ["figure (median)", *targets] + (["gateway/naive"] if len(targets) > 1 else [])
+    rows = [head]
+    for key in keys:
+        row = [key, *(_cell(summary[t].get(key)) for t in targets)]
+        if len(targets) > 1:
+            row.append(_cell(ratio.get(key)))
+        rows.append(row)
+    return _render(rows)
+
+
+def steps_table(summary: dict[str, dict[str, Any]]) -> str:
+    """W1 by publish rate: one row per target and rate."""
+    rows = [["W1 target", "ticks/s", *STEP_COLUMNS.values()]]
+    for target in sorted(summary):
+        figures = summary[target]
+        rates = sorted({int(m[1]) for k in figures if (m := STEP_KEY.fullmatch(k))})
+        for rate in rates:
+            cells = [_cell(figures.get(f"w1_{rate}_{name}")) for name in STEP_COLUMNS]
+            rows.append([target, f"{rate:,}", *cells])
+    return _render(rows) if len(rows) > 1 else ""
+
+
+def _render(rows: Iterable[list[str]]) -> str:
+    rows = list(rows)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [
+            row[0].ljust(widths[0]),
+            *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)),
+        ]
+        lines.append("  ".join(cells))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def gateway_lost_nothing(summary: dict[str, dict[str, Any]]) -> bool:
+    figures = summary.get("gateway", {})
+    return not any(figures.get(k) for k in ("lost", "duplicated", "unexpected", "out_of_order"))
