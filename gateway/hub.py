@@ -57,12 +57,12 @@ class Hub:
         self.live: LiveFeed | None = None
         # Process-wide work: the connection, then the live feed.
         self._tasks = asyncio.TaskGroup()
-        self._establishing: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []  # cancelled when the hub closes
         self._closing = False
 
     async def __aenter__(self) -> Hub:
         await self._tasks.__aenter__()
-        self._establishing = self._tasks.create_task(self._establish())
+        self._background.append(self._tasks.create_task(self._establish()))
         return self
 
     async def __aexit__(
@@ -72,8 +72,8 @@ class Hub:
         tb: TracebackType | None,
     ) -> None:
         self._closing = True
-        if self._establishing is not None:
-            self._establishing.cancel()
+        for task in self._background:
+            task.cancel()
         await self._tasks.__aexit__(exc_type, exc, tb)
         if self.nc is not None:
             await self.nc.drain()  # flushes consumer deletes still in flight, then closes
@@ -89,9 +89,24 @@ class Hub:
         self.js = nc.jetstream(timeout=self.settings.nats_timeout)
         await ensure_stream_until_done(nc, self.stream)
         logger.info("gateway connected", extra={"gateway": self.settings.gateway_id})
+        self._background.append(self._tasks.create_task(self._sweep()))
         if self.settings.shared_feed:
             self.live = LiveFeed(nc, self.js, self.settings, self.metrics)
+            self._background.append(self._tasks.create_task(self.live.flush_ticks()))
             await self.live.run()  # until the hub closes
+
+    async def _sweep(self) -> None:
+        """Once a second (or per half heartbeat): stuck writes and due heartbeats."""
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        interval = min(1.0, settings.heartbeat / 2, settings.send_timeout / 2)
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for feed in list(self._feeds.values()):
+                # A sweep late by up to one interval must still keep heartbeats within
+                # --heartbeat of each other.
+                feed.sweep(now, settings.heartbeat - interval, settings.send_timeout)
 
     async def _on_disconnected(self) -> None:
         if not self._closing:

@@ -51,6 +51,7 @@ class Subscriber:
 
     __slots__ = (
         "dropped_through",
+        "due",
         "ended",
         "events",
         "live",
@@ -71,10 +72,12 @@ class Subscriber:
         self.overflowed = False
         self.ended: str | None = None
         self.wake = asyncio.Event()
+        self.due = False  # in the live feed's list of subscribers to wake at the next tick
 
-    def offer(self, event: LiveEvent) -> None:
+    def offer(self, event: LiveEvent) -> bool:
+        """Buffer `event`; True when the subscriber should be added to the wake list."""
         if self.overflowed:
-            return
+            return False
         self.events.append(event)
         self.pending_bytes += len(event.frame)
         if self.pending_bytes > self.max_bytes:
@@ -85,7 +88,10 @@ class Subscriber:
                     dropped = self.events.popleft()
                     self.pending_bytes -= len(dropped.frame)
                     self.dropped_through = dropped.sequence
-        self.wake.set()
+        if self.due:
+            return False
+        self.due = True
+        return True
 
     def take(self) -> deque[LiveEvent]:
         events, self.events = self.events, deque()
@@ -125,6 +131,8 @@ class LiveFeed:
         self.incarnation: str | None = None
         self.position = 0  # the last stream sequence fanned out
         self.running = asyncio.Event()
+        self._coalesce = settings.coalesce
+        self._due: list[Subscriber] = []
         self._changed = asyncio.Event()  # replaced at each change; waiters hold the old one
         self._consumer: PullConsumer | None = None
 
@@ -159,6 +167,21 @@ class LiveFeed:
             self.running.clear()
         self._changed.set()
         self._changed = asyncio.Event()
+
+    async def flush_ticks(self) -> None:
+        """Wake the subscribers with new events, every --coalesce seconds: one timer for
+        the process instead of one per client, and several events per write."""
+        if not self._coalesce:
+            return  # each dispatch wakes its subscribers itself
+        while True:
+            await asyncio.sleep(self._coalesce)
+            self._wake_due()
+
+    def _wake_due(self) -> None:
+        due, self._due = self._due, []
+        for subscriber in due:
+            subscriber.due = False
+            subscriber.wake.set()
 
     def repull(self) -> None:
         if self._consumer is not None:
@@ -212,6 +235,7 @@ class LiveFeed:
     def _dispatch(self, prefix: bytes, batch: list[Msg]) -> None:
         by_subject = self._by_subject
         everything = self._everything
+        due = self._due
         for msg in batch:
             digits, _ = delivery(msg.reply)
             sequence = int(digits)
@@ -226,9 +250,13 @@ class LiveFeed:
                 frame = sse.comment_frame(f"skipped invalid message {(prefix + digits).decode()}")
             event = LiveEvent(sequence, frame, sse.published_at(msg.data))
             for subscriber in subscribers or ():
-                subscriber.offer(event)
+                if subscriber.offer(event):
+                    due.append(subscriber)
             for subscriber in everything:
-                subscriber.offer(event)
+                if subscriber.offer(event):
+                    due.append(subscriber)
+        if not self._coalesce:
+            self._wake_due()
 
     def _end_all(self, reason: str) -> None:
         for subscriber in self._everything.union(*self._by_subject.values()):

@@ -48,6 +48,9 @@ class Settings(CommonSettings):
         "serve caught-up clients from one live consumer per process (false: each client "
         "reads its own consumer for good)",
     )
+    coalesce: float = setting(
+        0.02, "seconds a live client's write waits for more events to join it (0: none)"
+    )
     max_pending_bytes: int = setting(
         4 * 1024 * 1024, "bytes of live events a client may have waiting; more ends its stream"
     )
@@ -73,6 +76,7 @@ class Settings(CommonSettings):
         require(self.drain_period >= 0, "--drain-period must be >= 0")
         require(1 <= self.pull_batch <= 10_000, "--pull-batch must be 1-10000")
         require(self.max_pending_bytes >= 64 * 1024, "--max-pending-bytes must be >= 65536")
+        require(0 <= self.coalesce <= 1, "--coalesce must be 0-1 seconds")
         require(self.nats_timeout > 0, "--nats-timeout must be > 0")
 
 

@@ -72,6 +72,9 @@ class PriceStreamResponse:
         metrics.open_streams.inc()
         sent = 0
         reason = CLIENT_CLOSED
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        feed.attach_writer(task, loop.time())
         try:
             async with asyncio.TaskGroup() as tg:
                 watcher = tg.create_task(_stop_on_disconnect(receive, feed))
@@ -79,10 +82,11 @@ class PriceStreamResponse:
                     while True:
                         frames = await feed.next_frames(settings.heartbeat)
                         # A client that does not read blocks this write once the socket's
-                        # buffers are full; past the timeout it loses its stream, not
-                        # events: it resumes from its last id.
-                        async with asyncio.timeout(settings.send_timeout):
-                            await send(_body(frames.body if frames else sse.HEARTBEAT))
+                        # buffers are full; the hub's sweep cancels a write stuck past
+                        # --send-timeout: the client loses its stream, not events.
+                        feed.writing(loop.time())
+                        await send(_body(frames.body if frames else sse.HEARTBEAT))
+                        feed.written(loop.time())
                         if frames:
                             sent += frames.events
                             metrics.events_sent.inc(frames.events)
@@ -91,11 +95,12 @@ class PriceStreamResponse:
                                 metrics.publish_to_send_seconds.observe(lag)
                 except StreamEndedError as end:
                     reason = str(end)
-                    if reason == SLOW_CLIENT:
-                        metrics.slow_client_disconnects.inc()
-                    elif reason not in {CLIENT_CLOSED, DRAINING}:
+                    if reason not in {CLIENT_CLOSED, DRAINING}:
                         metrics.errors.labels(CONSUMER_LOST).inc()
-                except TimeoutError:
+                except asyncio.CancelledError:
+                    if not feed.too_slow or task is None:
+                        raise
+                    task.uncancel()  # the sweep's cancel, not the server's
                     reason = SLOW_CLIENT
                     metrics.slow_client_disconnects.inc()
                 if not watcher.done():
