@@ -9,6 +9,7 @@ is recreated from the next sequence.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import deque
 from typing import NamedTuple
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 LIVE_BATCH = 1024
 RESTART_DELAY = 0.5
 STREAM_REPLACED = "the stream was recreated"
+FEED_LOST = "the gateway lost its live feed"
 
 
 class LiveEvent(NamedTuple):
@@ -135,6 +137,8 @@ class LiveFeed:
         self._due: list[Subscriber] = []
         self._changed = asyncio.Event()  # replaced at each change; waiters hold the old one
         self._consumer: PullConsumer | None = None
+        self._generations = itertools.count(1)
+        self._followed_since: float | None = None
 
     def subscribe(self, subscriber: Subscriber) -> None:
         if subscriber.subjects is None:
@@ -188,13 +192,25 @@ class LiveFeed:
             self._consumer.repull()
 
     async def run(self) -> None:
-        """Until cancelled: follow the stream, recreating the consumer whenever it is lost."""
+        """Until cancelled: follow the stream, recreating the consumer whenever it is lost.
+
+        Streams wait through a short interruption (the feed resumes at the next sequence);
+        if it lasts, they end, so their clients resume elsewhere by Last-Event-ID.
+        """
+        loop = asyncio.get_running_loop()
+        down_since: float | None = None
         while True:
             try:
                 await self._follow()
             except (StreamEndedError, NatsUnavailableError, NatsError, TimeoutError) as exc:
                 logger.warning("live feed interrupted", extra={"error": str(exc)})
             self._set_running(False)
+            now = loop.time()
+            if down_since is None or self._followed_since is not None:
+                down_since, self._followed_since = now, None
+            elif now - down_since > self._settings.nats_timeout * 2:
+                self._end_all(FEED_LOST)
+                down_since = now
             await asyncio.sleep(RESTART_DELAY)
 
     async def _follow(self) -> None:
@@ -208,7 +224,9 @@ class LiveFeed:
             self.incarnation, self.position = incarnation, info.state.last_seq
         spec = ConsumerSpec(
             stream=self._stream,
-            name=f"live-{self._settings.gateway_id}",
+            # A new name each time: a consumer on a NATS node that died may come back with
+            # it, and the cluster refuses to re-create a name with another start sequence.
+            name=f"live-{self._settings.gateway_id}-{next(self._generations)}",
             filter_subjects=(all_subjects(self._settings.subject_prefix),),
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             start_sequence=self.position + 1,
@@ -225,6 +243,7 @@ class LiveFeed:
         ) as consumer:
             self._consumer = consumer
             self._set_running(True)
+            self._followed_since = asyncio.get_running_loop().time()
             logger.info("live feed following", extra={"from": self.position + 1})
             try:
                 while True:
@@ -239,6 +258,8 @@ class LiveFeed:
         for msg in batch:
             digits, _ = delivery(msg.reply)
             sequence = int(digits)
+            if sequence <= self.position:
+                continue  # from an earlier consumer of ours that came back: already sent
             self.position = sequence
             subscribers = by_subject.get(msg.subject)
             if not subscribers and not everything:

@@ -77,7 +77,7 @@ async def test_with_the_shared_feed_a_caught_up_client_gives_its_consumer_back(
         names = [c.name for c in await js.consumers_info("PRICES")]
         live = await publish(js, "AAPL", "2.00")
         event = await stream.next_event()
-    assert names == [f"live-{gateway.settings.gateway_id}"]
+    assert names == [f"live-{gateway.settings.gateway_id}-1"]
     assert event.sequence == live
     assert first.sequence == live - 1
 
