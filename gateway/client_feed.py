@@ -108,7 +108,7 @@ class ClientFeed:
         if self._stopped is not None:
             raise StreamEndedError(self._stopped)
         if self._catching_up:
-            if self._subscriber is not None and self.consumer.initial_pending == 0:
+            if self._can_go_live(self.consumer.initial_pending):
                 await self._go_live()  # nothing to catch up on
             else:
                 return await self._from_consumer(timeout)
@@ -120,14 +120,18 @@ class ClientFeed:
             return None
         body, pending = self._frame(batch)
         published = sse.published_at(batch[0].data)
+        if self._can_go_live(pending):
+            await self._go_live()
+        return Frames(body, len(batch), published)
+
+    def _can_go_live(self, pending: int) -> bool:
+        """Nothing left for the consumer, and the buffer holds everything after it."""
         subscriber = self._subscriber
-        if (
+        return (
             pending == 0
             and subscriber is not None
             and subscriber.dropped_through <= self._last_sequence
-        ):
-            await self._go_live()
-        return Frames(body, len(batch), published)
+        )
 
     def _frame(self, batch: list[Msg]) -> tuple[bytes, int]:
         frames = []
