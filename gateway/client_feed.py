@@ -34,8 +34,6 @@ from gateway.resume import Start
 
 logger = logging.getLogger(__name__)
 
-SLOW_CLIENT = "client too slow"
-
 # (deliver policy, start sequence) -> a consumer of the client's subjects, not yet created.
 ConsumerFactory = Callable[[DeliverPolicy, int | None], PullConsumer]
 
@@ -69,11 +67,11 @@ class ClientFeed:
         self._id_prefix = f"{start.incarnation}-".encode()
         self._last_sequence = 0 if start.sequence is None else start.sequence - 1
         self._catching_up = True
-        self._stopped: str | None = None
+        self._stopped: str | None = None  # why, as text (see PullConsumer._failure)
         self._writer: asyncio.Task[object] | None = None
         self._writing_since: float | None = None
         self._last_write = 0.0
-        self.too_slow = False  # why, as text (see PullConsumer._failure)
+        self.too_slow = False  # set by the sweep when it cancels a stuck write
 
     async def __aenter__(self) -> ClientFeed:
         await self.consumer.__aenter__()

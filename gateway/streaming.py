@@ -13,7 +13,7 @@ import time
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway import sse
-from gateway.client_feed import SLOW_CLIENT, ClientFeed
+from gateway.client_feed import ClientFeed
 from gateway.errors import GatewayError, StreamEndedError, problem_for
 from gateway.hub import DRAINING, Hub
 from gateway.metrics import CONSUMER_LOST
@@ -22,13 +22,13 @@ from gateway.query import StreamQuery
 logger = logging.getLogger(__name__)
 
 CLIENT_CLOSED = "client closed"
+SLOW_CLIENT = "client too slow"
 FINAL_WRITE_TIMEOUT = 1.0
 HEADERS = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
-_TIMESTAMP = b'"timestamp":"'
 
 
 class PriceStreamResponse:
