@@ -19,7 +19,8 @@ MAX_EVENT_ID_LENGTH = 64
 
 def incarnation_of(created: datetime) -> str:
     """The incarnation token of a stream created at `created`: its epoch microseconds, base 36."""
-    micros = (created.astimezone(UTC) - _EPOCH) // _MICROSECOND
+    # Clamped: a time before 1970 (a server's zero time, year 1) would loop forever below.
+    micros = max(0, (created.astimezone(UTC) - _EPOCH) // _MICROSECOND)
     token = ""
     while True:
         micros, digit = divmod(micros, 36)

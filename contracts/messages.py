@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -24,6 +25,11 @@ from contracts.symbols import normalize_symbol
 # RFC 3339 in UTC: a 'Z' or a zero offset, seconds, and at most microseconds.
 _RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]00:00)", re.IGNORECASE)
 MAX_TICK_BYTES = 64 * 1024
+# Extra fields may hold structure, but no tick needs more than this; deeper is an attack
+# on parsers (recursion) downstream, browsers included.
+MAX_NESTING = 32
+# The gateway puts the event id first in each event's data; a tick must not carry its own.
+RESERVED_FIELD = "id"
 SOURCE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # Every publish carries it; JetStream stores a repeated id once within the duplicate window.
 MSG_ID_HEADER = "Nats-Msg-Id"
@@ -53,16 +59,41 @@ def _check_symbol(value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
+def _json_number(value: object) -> object:
+    # Lax pydantic would take "12" or true for a Decimal; the contract says JSON number.
+    if isinstance(value, str | bool):
+        raise ValueError(f"price must be a JSON number, not {type(value).__name__}")
+    return value
+
+
 Symbol = Annotated[str, AfterValidator(_check_symbol)]
 # Exact decimal: at most 12 integer and 6 fraction digits, never through a binary float.
 Price = Annotated[
     Decimal,
     Field(gt=0, max_digits=18, decimal_places=6, allow_inf_nan=False),
+    BeforeValidator(_json_number),
     # On the wire a JSON number (never a string), whatever pydantic says of Decimal.
     WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 999999999999.999999}),
 ]
 Timestamp = Annotated[datetime, BeforeValidator(_parse_utc_timestamp)]
 Source = Annotated[str, Field(pattern=f"^{SOURCE_PATTERN.pattern}$")]
+
+
+def nesting_depth(value: object) -> int:
+    """How deeply JSON arrays and objects nest in a decoded value (a scalar is 0)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 class PriceTick(BaseModel):
@@ -80,6 +111,8 @@ class PriceTick(BaseModel):
         """Validate a decoded JSON value; raise InvalidTickError naming what is wrong."""
         if not isinstance(obj, dict):
             raise InvalidTickError(f"a tick must be a JSON object, got {type(obj).__name__}")
+        if RESERVED_FIELD in obj:
+            raise InvalidTickError(f"{RESERVED_FIELD!r} is reserved: the gateway sets the event id")
         try:
             return cls.model_validate(obj)
         except ValidationError as exc:
@@ -96,7 +129,9 @@ class PriceTick(BaseModel):
         try:
             obj = simplejson.loads(data, use_decimal=True)
         except (ValueError, RecursionError) as exc:
-            raise InvalidTickError(f"tick is not valid JSON: {exc}") from None
+            raise InvalidTickError(f"tick is not valid JSON: {str(exc)[:200]}") from None
+        if (depth := nesting_depth(obj)) > MAX_NESTING:
+            raise InvalidTickError(f"tick nests {depth} levels deep, more than {MAX_NESTING}")
         return cls.validate_object(obj)
 
     def encode(self) -> bytes:
@@ -107,7 +142,9 @@ class PriceTick(BaseModel):
         fields: dict[str, Any] = {
             "symbol": self.symbol,
             "price": self.price,
-            "timestamp": self.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            # isoformat pads the year to 4 digits, which strftime's %Y does not.
+            "timestamp": self.timestamp.replace(tzinfo=None).isoformat(timespec="microseconds")
+            + "Z",
             "source": self.source,
         }
         fields.update(self.model_extra or {})

@@ -19,6 +19,8 @@ DEFAULT_STREAM = "PRICES"
 # SSE client holds one: this is the ceiling across all gateway replicas.
 DEFAULT_MAX_CONSUMERS = 100_000
 STREAM_NAME_IN_USE = 10058
+# A tick is ~150 bytes; extra fields may add some. Bigger is a mistake or an attack.
+DEFAULT_MAX_MSG_SIZE = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,7 @@ class StreamSettings:
     duplicate_window: float = 120.0
     max_consumers: int = DEFAULT_MAX_CONSUMERS
     replicas: int = 1
+    max_msg_size: int = DEFAULT_MAX_MSG_SIZE
 
     def config(self) -> StreamConfig:
         return StreamConfig(
@@ -48,6 +51,8 @@ class StreamSettings:
             duplicate_window=min(self.duplicate_window, self.max_age),
             max_consumers=self.max_consumers,
             num_replicas=self.replicas,
+            # The broker refuses what no tick needs, before anyone has to skip it.
+            max_msg_size=self.max_msg_size,
             # Direct gets let any replica answer "latest price of X" without the leader.
             allow_direct=True,
         )

@@ -37,7 +37,10 @@ def symbol_for(subject: str, prefix: str = DEFAULT_SUBJECT_PREFIX) -> str:
     head, dot, token = subject.partition(".")
     if head != prefix or not dot or "." in token:
         raise InvalidSymbolError(f"subject {subject!r} is not a price subject under {prefix!r}")
-    return normalize_symbol(token.replace("_", "."))
+    symbol = normalize_symbol(token.replace("_", "."))
+    if subject_token(symbol) != token:  # `prices.aapl` is not where AAPL's prices are
+        raise InvalidSymbolError(f"subject {subject!r} is not the subject of {symbol!r}")
+    return symbol
 
 
 def all_subjects(prefix: str = DEFAULT_SUBJECT_PREFIX) -> str:

@@ -68,6 +68,10 @@ def test_unknown_extra_fields_are_kept_exactly() -> None:
         (b"not json", "JSON"),
         (b"[" * 30_000, "JSON"),
         (b'{"pad":"' + b"x" * 70_000 + b'"}', "exceeds"),
+        (body(price='"1.5"'), "JSON number"),
+        (body(price="true"), "JSON number"),
+        (b'{"symbol":"AAPL","x":' + b"[" * 40 + b"]" * 40 + b"}", "nests 41 levels"),
+        (body()[:-1] + b',"id":"1-2"}', "reserved"),
     ],
 )
 def test_invalid_ticks_are_refused_saying_what_is_wrong(data: bytes, problem: str) -> None:

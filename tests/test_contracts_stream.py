@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from nats.js import JetStreamContext
 from nats.js.api import StorageType
+from nats.js.errors import APIError
 
 from contracts.errors import StreamConfigError
 from contracts.stream import StreamSettings, ensure_stream
@@ -47,3 +48,11 @@ async def test_unappliable_change_is_a_config_error_not_data_loss(js: JetStreamC
     with pytest.raises(StreamConfigError, match="PRICES"):
         await ensure_stream(js, StreamSettings(subject_prefix="prices", replicas=3))
     assert (await js.stream_info("PRICES")).state.messages == 1
+
+
+async def test_the_stream_refuses_a_message_bigger_than_its_limit(js: JetStreamContext) -> None:
+    assert (await js.stream_info("PRICES")).config.max_msg_size == 64 * 1024
+    with pytest.raises(APIError, match="message size exceeds maximum allowed"):
+        await js.publish("prices.AAPL", b"{" + b" " * (64 * 1024) + b"}")
+    seq = await publish(js, "AAPL")  # and goes on storing ticks
+    assert (await js.stream_info("PRICES")).state.last_seq == seq
