@@ -7,20 +7,26 @@ import contextlib
 import dataclasses
 import logging
 from types import TracebackType
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import nats
 import nats.errors
 from faststream import FastStream
 from faststream.nats import JStream, NatsBroker
 from faststream.specification import AsyncAPI
+from nats.aio.client import Client
 
 from contracts.errors import StreamConfigError
 from contracts.messages import PriceTick
+from contracts.nats_options import connect_options
 from contracts.stream import ensure_stream
 from contracts.symbols import all_subjects
 from publisher.errors import NatsUnavailableError, StreamUnavailableError
+from publisher.last_prices import LastPrices, last_prices
 from publisher.settings import PublisherSettings
 from publisher.ticker import TickPublisher
+from publisher.ticks import PriceWalk
 
 logger = logging.getLogger(__name__)
 
@@ -55,15 +61,31 @@ def display_urls(urls: str) -> str:
 def describe(error: BaseException) -> str:
     """An exception as one line: its message, or its type when it has none."""
     text = " ".join(str(error).split())
-    return text or type(error).__name__
+    # nats-py quotes the server's -ERR text after its own prefix: "nats: 'Authorization
+    # Violation'".
+    return text.removeprefix("nats: ").strip("'") or type(error).__name__
 
 
 class _Broker(NatsBroker):
-    """A NatsBroker whose stop() also works while NATS is unreachable.
+    """A NatsBroker that connects with contracts.nats_options, and whose stop() also works
+    while NATS is unreachable.
+
+    FastStream takes credentials and TLS only as one `security` object per mechanism;
+    nats.connect() takes them as the keyword arguments the gateway passes too, so both
+    programs connect alike from the same settings.
 
     nats-py refuses to drain a connection that is reconnecting; there is nothing to
     drain then (buffered publishes could not be acked anyway), so it is closed instead.
     """
+
+    def __init__(self, *args: Any, connect_options: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._connect_options = connect_options
+
+    async def _connect(self) -> Client:
+        connection = await nats.connect(**(self._connection_kwargs | self._connect_options))
+        self.config.connect(connection)
+        return connection
 
     async def stop(
         self,
@@ -94,6 +116,7 @@ class PublisherService:
         self.settings = settings
         self.crashed = False
         self.ticker: TickPublisher | None = None
+        self.last_prices: LastPrices | None = None
         self._task: asyncio.Task[None] | None = None
         self._opened = False
         self._closing = False
@@ -110,6 +133,7 @@ class PublisherService:
             reconnected_cb=self._on_reconnected,
             logger=logger,
             description="NATS with JetStream",
+            connect_options=connect_options(settings),
         )
         subjects = all_subjects(settings.subject_prefix)
         # declare=False: contracts.ensure_stream provisions the stream with the config the
@@ -172,7 +196,14 @@ class PublisherService:
         await self.broker.stop()
 
     async def _start_ticking(self) -> None:
-        self.ticker = TickPublisher(self.prices, self.settings)
+        settings = self.settings
+        walk = PriceWalk(settings.symbol_list, settings.source)
+        js = self.broker.connection.jetstream(timeout=settings.publish_timeout)
+        self.last_prices = await last_prices(
+            js, settings.stream, settings.subject_prefix, settings.symbol_list
+        )
+        walk.continue_from(self.last_prices.prices)
+        self.ticker = TickPublisher(self.prices, settings, walk=walk)
         self._task = asyncio.create_task(self.ticker.run(), name="tick-loop")
         self._task.add_done_callback(self._on_loop_done)
         logger.info(
@@ -182,6 +213,8 @@ class PublisherService:
                 "symbols": list(self.settings.symbol_list),
                 "rate": self.settings.rate,
                 "stream": self.settings.stream,
+                "continued_from_stored": sorted(self.last_prices.prices),
+                "stored_skipped": self.last_prices.skipped,
             },
         )
 

@@ -95,6 +95,13 @@ class PriceWalk:
     def symbols(self) -> tuple[str, ...]:
         return tuple(self._start)
 
+    def continue_from(self, prices: dict[str, Decimal]) -> None:
+        """Go on from these prices (the last stored ones) instead of the start prices; the
+        walk still reverts towards its start price, so it never drifts away for good."""
+        for symbol, price in prices.items():
+            if symbol in self._price:
+                self._price[symbol] = min(max(price, SMALLEST_PRICE), LARGEST_PRICE)
+
     def step(self, symbol: str) -> Decimal:
         """Move `symbol`'s price one step; return it quoted (> 0, fixed fraction digits)."""
         price = self._price[symbol]
