@@ -6,21 +6,28 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.access import authorize
+from gateway.auth import Authenticator
 from gateway.errors import GatewayError, http_problem, internal_problem, problem_for
 from gateway.hub import Hub
 from gateway.metrics import INTERNAL
-from gateway.page import page_routes
+from gateway.openapi import openapi_routes
+from gateway.page import StoredSymbols, page_routes
 from gateway.query import parse_query
+from gateway.security_headers import CorsHeaders, browser_middleware, security_headers
 from gateway.settings import Settings
 from gateway.streaming import PriceStreamResponse
 
@@ -29,14 +36,47 @@ logger = logging.getLogger(__name__)
 READY_CHECK_TIMEOUT = 2.0
 
 
-def build_app(settings: Settings, hub: Hub | None = None) -> Starlette:
+def build_app(settings: Settings, hub: Hub | None = None) -> GatewayApp:
     """The gateway as an ASGI app. Pass `hub` to keep a handle on it (for draining)."""
     hub = hub or Hub(settings)
     metrics = hub.metrics
 
+    authenticator = Authenticator.from_settings(settings)
+    stored = StoredSymbols(hub)
+
+    security = security_headers(settings)
+    cors = CorsHeaders(settings)
+
     async def stocks(request: Request) -> ASGIApp:
+        # Who first, then what: an unauthenticated caller learns nothing about the query.
+        grant = None
+        if authenticator is not None:
+            grant = authenticator.authenticate(request.headers, request.cookies)
         query = parse_query(request.query_params, request.headers, settings.max_symbols)
-        return PriceStreamResponse(hub, query)
+        if grant is not None:
+            query = await authorize(query, grant, stored)
+        return PriceStreamResponse(hub, query, grant)
+
+    async def stream_stocks(scope: Scope, receive: Receive, send: Send) -> None:
+        """GET /stocks without the middleware stack: the answers get the same headers,
+        errors the same problem documents, and each write of the endless stream goes
+        straight to the server instead of through one send wrapper per middleware."""
+        request = Request(scope, receive)
+        headers = [*security, *cors.for_origin(request.headers.get("origin"))]
+        response: ASGIApp
+        try:
+            response = await stocks(request)
+        except GatewayError as exc:
+            response = await on_gateway_error(request, exc)
+        except Exception as exc:
+            response = await on_unexpected_error(request, exc)
+        if isinstance(response, PriceStreamResponse):
+            response.extra_headers = headers
+        elif isinstance(response, Response):
+            response.raw_headers.extend(headers)
+        # This frame lasts as long as the stream; the parsed request is no longer needed.
+        del request
+        await response(scope, receive, send)
 
     async def healthz(request: Request) -> Response:
         # Answered by the event loop itself: liveness means the loop is not stuck.
@@ -66,21 +106,43 @@ def build_app(settings: Settings, hub: Hub | None = None) -> Starlette:
         async with hub:
             yield
 
-    return Starlette(
+    app = GatewayApp(
+        stream_stocks,
         routes=[
             Route("/stocks", stocks),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
             *page_routes(hub),
+            *openapi_routes(),
         ],
-        exception_handlers={
-            GatewayError: on_gateway_error,
-            HTTPException: http_problem,
-            Exception: on_unexpected_error,
-        },
+        exception_handlers={GatewayError: on_gateway_error, HTTPException: http_problem},
+        # Inside the browser middleware, so a 500 carries the security headers too
+        # (Starlette's own handler for Exception sits outside every middleware).
+        middleware=[
+            *browser_middleware(settings),
+            Middleware(ServerErrorMiddleware, handler=on_unexpected_error),
+        ],
         lifespan=lifespan,
     )
+    app.state.authenticator = authenticator  # for /symbols (gateway.page)
+    return app
+
+
+class GatewayApp(Starlette):
+    """Starlette, except that GET /stocks goes to `stream_stocks` directly (see build_app);
+    its other methods (HEAD, the CORS preflight, 405s) take the usual way."""
+
+    def __init__(self, stream_stocks: ASGIApp, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stream_stocks = stream_stocks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/stocks" and scope["method"] == "GET":
+            scope["app"] = self
+            await self.stream_stocks(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 async def _not_ready(hub: Hub) -> str | None:

@@ -29,7 +29,8 @@ from gateway import sse
 from gateway.consumers import PullConsumer, delivery
 from gateway.errors import StreamEndedError
 from gateway.live_feed import Subscriber
-from gateway.metrics import INVALID_MESSAGE, Metrics
+from gateway.metrics import Metrics
+from gateway.poison import TickFramer
 from gateway.resume import Start
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,25 @@ class Frames:
 class ClientFeed:
     """`async with ClientFeed(...)`: the client's consumer exists inside the block at most."""
 
+    # One per open stream, for as long as it is open.
+    __slots__ = (
+        "_catching_up",
+        "_framer",
+        "_id_prefix",
+        "_last_sequence",
+        "_last_write",
+        "_metrics",
+        "_open_consumer",
+        "_stopped",
+        "_subscriber",
+        "_writer",
+        "_writing_since",
+        "client_id",
+        "consumer",
+        "start",
+        "too_slow",
+    )
+
     def __init__(
         self,
         client_id: str,
@@ -57,13 +77,16 @@ class ClientFeed:
         open_consumer: ConsumerFactory,
         subscriber: Subscriber | None,
         metrics: Metrics,
+        framer: TickFramer,
     ) -> None:
         self.client_id = client_id
         self.start = start
         self._open_consumer = open_consumer
-        self.consumer = open_consumer(start.deliver_policy, start.sequence)
+        # None while live: a closed consumer and its spec would stay for the whole stream.
+        self.consumer: PullConsumer | None = open_consumer(start.deliver_policy, start.sequence)
         self._subscriber = subscriber  # None: served by its own consumer for good
         self._metrics = metrics
+        self._framer = framer
         self._id_prefix = f"{start.incarnation}-".encode()
         self._last_sequence = 0 if start.sequence is None else start.sequence - 1
         self._catching_up = True
@@ -74,6 +97,7 @@ class ClientFeed:
         self.too_slow = False  # set by the sweep when it cancels a stuck write
 
     async def __aenter__(self) -> ClientFeed:
+        assert self.consumer is not None
         await self.consumer.__aenter__()
         return self
 
@@ -83,7 +107,8 @@ class ClientFeed:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.consumer.close()
+        if self.consumer is not None:
+            await self.consumer.close()
 
     @property
     def live(self) -> bool:
@@ -93,12 +118,13 @@ class ClientFeed:
         """End the feed: the pending or next `next_frames` raises StreamEndedError(reason)."""
         if self._stopped is None:
             self._stopped = reason
-        self.consumer.stop(reason)
+        if self.consumer is not None:
+            self.consumer.stop(reason)
         if self._subscriber is not None:
             self._subscriber.wake.set()
 
     def repull(self) -> None:
-        if self._catching_up:
+        if self._catching_up and self.consumer is not None:
             self.consumer.repull()
 
     async def next_frames(self, timeout: float) -> Frames | None:
@@ -106,6 +132,7 @@ class ClientFeed:
         if self._stopped is not None:
             raise StreamEndedError(self._stopped)
         if self._catching_up:
+            assert self.consumer is not None  # there is one while catching up
             if self._can_go_live(self.consumer.initial_pending):
                 await self._go_live()  # nothing to catch up on
             else:
@@ -113,6 +140,7 @@ class ClientFeed:
         return await self._from_live(timeout)
 
     async def _from_consumer(self, timeout: float) -> Frames | None:
+        assert self.consumer is not None
         batch = await self.consumer.next_batch(timeout)
         if not batch:
             return None
@@ -136,13 +164,7 @@ class ClientFeed:
         digits, pending = b"0", 0
         for msg in batch:
             digits, pending = delivery(msg.reply)
-            frame = sse.event_frame(self._id_prefix + digits, msg.data)
-            if frame is None:
-                self._metrics.errors.labels(INVALID_MESSAGE).inc()
-                logger.warning("message skipped", extra={"subject": msg.subject})
-                event_id = (self._id_prefix + digits).decode()
-                frame = sse.comment_frame(f"skipped invalid message {event_id}")
-            frames.append(frame)
+            frames.append(self._framer.frame(self._id_prefix + digits, msg.data, msg.subject))
         self._last_sequence = int(digits)
         return b"".join(frames), pending
 
@@ -152,17 +174,19 @@ class ClientFeed:
         subscriber.discard_through(self._last_sequence)
         subscriber.live = True
         self._catching_up = False
-        await self.consumer.close()  # its job is done; the live feed carries the client
+        consumer, self.consumer = self.consumer, None
+        assert consumer is not None
+        await consumer.close()  # its job is done; the live feed carries the client
 
     async def _fall_back(self) -> None:
         """Back to a consumer of its own, from the event after the last one sent."""
         subscriber = self._subscriber
         assert subscriber is not None
         subscriber.reset()  # buffering again, before the consumer exists
-        self.consumer = self._open_consumer(
+        self.consumer = consumer = self._open_consumer(
             DeliverPolicy.BY_START_SEQUENCE, self._last_sequence + 1
         )
-        await self.consumer.__aenter__()
+        await consumer.__aenter__()
         self._catching_up = True
         self._metrics.live_fallbacks.inc()
         logger.info("client fell behind the live feed", extra={"client": self.client_id})

@@ -26,6 +26,7 @@ from nats.js.errors import NotFoundError
 
 from gateway.errors import NatsUnavailableError, StreamEndedError
 from gateway.metrics import Metrics
+from gateway.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,29 @@ class PullConsumer:
     """An async context manager: creates the consumer on entry, deletes it on every exit
     (or earlier, with `close()`)."""
 
+    # One per client catching up, or per client for good with --shared-feed=false.
+    __slots__ = (
+        "_api_timeout",
+        "_batch",
+        "_expires",
+        "_failure",
+        "_idle_heartbeat",
+        "_inbox",
+        "_js",
+        "_last_heard",
+        "_metrics",
+        "_nc",
+        "_next_subject",
+        "_open",
+        "_outstanding",
+        "_ready",
+        "_silence",
+        "_sub",
+        "_wake",
+        "initial_pending",
+        "spec",
+    )
+
     def __init__(
         self,
         nc: NATS,
@@ -101,7 +125,7 @@ class PullConsumer:
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.name}"
         self._inbox = nc.new_inbox()
         self._ready: list[Msg] = []
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         self._outstanding = 0
         self._last_heard = 0.0
         # Why it ended, as text: a stored, raised exception would keep its traceback's
@@ -148,9 +172,10 @@ class PullConsumer:
             return
         self._open = False
         if self._sub is not None:
+            sub, self._sub = self._sub, None  # a spent one still holds its queue and task
             # If the connection is closing, the subscription goes with it.
             with contextlib.suppress(NatsError):
-                await self._sub.unsubscribe()
+                await sub.unsubscribe()
         self._metrics.consumers_open.dec()
         try:
             async with asyncio.timeout(CLEANUP_TIMEOUT):

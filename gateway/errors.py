@@ -2,6 +2,8 @@
 
     GatewayError (500)
     ├── BadRequestError (400)            a malformed query: symbol, id, too many symbols
+    ├── UnauthorizedError (401)          no token, or one that does not verify
+    ├── ForbiddenError (403)             a symbol the token does not grant
     └── UnavailableError (503)           try again later (Retry-After)
         ├── AtCapacityError              this process holds --max-connections streams
         └── NatsUnavailableError         NATS is not connected, or the stream is missing
@@ -33,6 +35,35 @@ class BadRequestError(GatewayError):
     kind = "bad_request"
 
 
+class UnauthorizedError(GatewayError):
+    status = 401
+    title = "Unauthorized"
+    kind = "unauthorized"
+
+    def __init__(self, detail: str, *, invalid_token: bool = False) -> None:
+        super().__init__(detail)
+        # RFC 6750: a request without a token gets the challenge alone; one with a bad
+        # token also learns that the token is the problem.
+        self.invalid_token = invalid_token
+
+    def challenge(self) -> str:
+        if not self.invalid_token:
+            return 'Bearer realm="prices"'
+        # A header value: printable ASCII only, and nothing that ends the quoted string.
+        description = "".join(c for c in str(self) if " " <= c <= "~" and c not in '"\\')
+        return f'Bearer realm="prices", error="invalid_token", error_description="{description}"'
+
+
+class ForbiddenError(GatewayError):
+    status = 403
+    title = "Forbidden"
+    kind = "forbidden"
+
+    def __init__(self, detail: str, symbols: list[str]) -> None:
+        super().__init__(detail)
+        self.symbols = symbols  # the refused symbols, for clients that drop them and retry
+
+
 class UnavailableError(GatewayError):
     status = 503
     title = "Service unavailable"
@@ -52,14 +83,28 @@ class StreamEndedError(Exception):
     """The client's feed ended (consumer gone, NATS lost); the client resumes by its last id."""
 
 
-def problem(status: int, title: str, detail: str, kind: str) -> Response:
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    kind: str,
+    headers: dict[str, str] | None = None,
+    **extensions: object,
+) -> Response:
     body = {"type": f"/problems/{kind}", "title": title, "status": status, "detail": detail}
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    body.update(extensions)  # RFC 9457 extension members
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return JSONResponse(body, status, headers, media_type=PROBLEM_JSON)
 
 
 def problem_for(exc: GatewayError) -> Response:
-    return problem(exc.status, exc.title, str(exc), type(exc).__name__)
+    kind = type(exc).__name__
+    if isinstance(exc, UnauthorizedError):
+        return problem(exc.status, exc.title, str(exc), kind, {"WWW-Authenticate": exc.challenge()})
+    if isinstance(exc, ForbiddenError):
+        return problem(exc.status, exc.title, str(exc), kind, symbols=exc.symbols)
+    return problem(exc.status, exc.title, str(exc), kind)
 
 
 def internal_problem() -> Response:

@@ -21,14 +21,16 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy, StreamInfo
 from nats.js.errors import NotFoundError
 
+from contracts.nats_options import connect_options
 from contracts.stream import StreamSettings
 from contracts.symbols import all_subjects, subject_for
 from gateway.client_feed import ClientFeed
-from gateway.connection import connect, ensure_stream_until_done
+from gateway.connection import connect, ensure_stream_until_done, wait_for_stream
 from gateway.consumers import ConsumerSpec, PullConsumer
 from gateway.errors import AtCapacityError, NatsUnavailableError
 from gateway.live_feed import LiveFeed, Subscriber
 from gateway.metrics import Metrics
+from gateway.poison import TickFramer
 from gateway.query import StreamQuery
 from gateway.resume import resolve_start
 from gateway.settings import Settings
@@ -44,6 +46,7 @@ class Hub:
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
+        self.framer = TickFramer(settings.max_message_bytes, self.metrics)
         self.stream: StreamSettings = settings.stream_settings()
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
@@ -84,14 +87,18 @@ class Hub:
             f"gateway-{self.settings.gateway_id}",
             self._on_disconnected,
             self._on_reconnected,
+            connect_options(self.settings),
         )
         self.nc = nc
         self.js = nc.jetstream(timeout=self.settings.nats_timeout)
-        await ensure_stream_until_done(nc, self.stream)
+        if self.settings.ensure_stream:
+            await ensure_stream_until_done(nc, self.stream)
+        else:
+            await wait_for_stream(self.js, self.stream.name)
         logger.info("gateway connected", extra={"gateway": self.settings.gateway_id})
         self._background.append(self._tasks.create_task(self._sweep()))
         if self.settings.shared_feed:
-            self.live = LiveFeed(nc, self.js, self.settings, self.metrics)
+            self.live = LiveFeed(nc, self.js, self.settings, self.metrics, self.framer)
             self._background.append(self._tasks.create_task(self.live.flush_ticks()))
             await self.live.run()  # until the hub closes
 
@@ -214,6 +221,8 @@ class Hub:
             start = await resolve_start(
                 self.js, info, query.position, None if query.symbols is None else subjects
             )
+            # This frame lives as long as the stream: a StreamInfo is ~3 KB per client.
+            del info
             if (live := await self._live_feed(start.incarnation)) is not None:
                 # Before the consumer exists: the live feed's buffer must cover everything
                 # the consumer will not (see client_feed).
@@ -244,7 +253,7 @@ class Hub:
                 )
 
             async with ClientFeed(
-                client_id, start, open_consumer, subscriber, self.metrics
+                client_id, start, open_consumer, subscriber, self.metrics, self.framer
             ) as feed:
                 self._feeds[client_id] = feed
                 try:

@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import logging
 from collections import deque
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from nats.aio.client import Client as NATS
@@ -25,8 +26,10 @@ from contracts.symbols import all_subjects
 from gateway import sse
 from gateway.consumers import ConsumerSpec, PullConsumer, delivery
 from gateway.errors import NatsUnavailableError, StreamEndedError
-from gateway.metrics import INVALID_MESSAGE, Metrics
+from gateway.metrics import Metrics
+from gateway.poison import TickFramer
 from gateway.settings import Settings
+from gateway.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
 
@@ -67,27 +70,31 @@ class Subscriber:
     def __init__(self, subjects: tuple[str, ...] | None, max_bytes: int) -> None:
         self.subjects = subjects
         self.max_bytes = max_bytes
-        self.events: deque[LiveEvent] = deque()
+        # None while empty: an idle client would otherwise hold an empty deque (~760 B).
+        self.events: deque[LiveEvent] | None = None
         self.pending_bytes = 0
         self.dropped_through = 0
         self.live = False
         self.overflowed = False
         self.ended: str | None = None
-        self.wake = asyncio.Event()
+        self.wake = Wakeup()  # only the client's own task waits on it
         self.due = False  # in the live feed's list of subscribers to wake at the next tick
 
     def offer(self, event: LiveEvent) -> bool:
         """Buffer `event`; True when the subscriber should be added to the wake list."""
         if self.overflowed:
             return False
-        self.events.append(event)
+        events = self.events
+        if events is None:
+            events = self.events = deque()
+        events.append(event)
         self.pending_bytes += len(event.frame)
         if self.pending_bytes > self.max_bytes:
             if self.live:
                 self.overflowed = True
             else:
                 while self.pending_bytes > self.max_bytes:
-                    dropped = self.events.popleft()
+                    dropped = events.popleft()
                     self.pending_bytes -= len(dropped.frame)
                     self.dropped_through = dropped.sequence
         if self.due:
@@ -95,10 +102,10 @@ class Subscriber:
         self.due = True
         return True
 
-    def take(self) -> deque[LiveEvent]:
-        events, self.events = self.events, deque()
+    def take(self) -> Sequence[LiveEvent]:
+        events, self.events = self.events, None
         self.pending_bytes = 0
-        return events
+        return events or ()
 
     def reset(self) -> None:
         """Buffer again from now, for a client going back to catching up."""
@@ -109,8 +116,9 @@ class Subscriber:
 
     def discard_through(self, sequence: int) -> None:
         """Forget the events the client's own consumer already delivered."""
-        while self.events and self.events[0].sequence <= sequence:
-            self.pending_bytes -= len(self.events.popleft().frame)
+        events = self.events
+        while events and events[0].sequence <= sequence:
+            self.pending_bytes -= len(events.popleft().frame)
 
     def end(self, reason: str) -> None:
         self.ended = reason
@@ -121,12 +129,18 @@ class LiveFeed:
     """`run()` keeps one pull consumer on `<prefix>.>` and fans its messages out."""
 
     def __init__(
-        self, nc: NATS, js: JetStreamContext, settings: Settings, metrics: Metrics
+        self,
+        nc: NATS,
+        js: JetStreamContext,
+        settings: Settings,
+        metrics: Metrics,
+        framer: TickFramer,
     ) -> None:
         self._nc = nc
         self._js = js
         self._settings = settings
         self._metrics = metrics
+        self._framer = framer
         self._stream = settings.stream
         self._by_subject: dict[str, set[Subscriber]] = {}
         self._everything: set[Subscriber] = set()
@@ -264,11 +278,7 @@ class LiveFeed:
             subscribers = by_subject.get(msg.subject)
             if not subscribers and not everything:
                 continue
-            frame = sse.event_frame(prefix + digits, msg.data)
-            if frame is None:
-                self._metrics.errors.labels(INVALID_MESSAGE).inc()
-                logger.warning("message skipped", extra={"subject": msg.subject, "seq": sequence})
-                frame = sse.comment_frame(f"skipped invalid message {(prefix + digits).decode()}")
+            frame = self._framer.frame(prefix + digits, msg.data, msg.subject)
             event = LiveEvent(sequence, frame, sse.published_at(msg.data))
             for subscriber in subscribers or ():
                 if subscriber.offer(event):

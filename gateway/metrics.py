@@ -13,7 +13,16 @@ BAD_REQUEST = "bad_request"
 AT_CAPACITY = "at_capacity"
 NATS_UNAVAILABLE = "nats_unavailable"
 INVALID_MESSAGE = "invalid_message"
+UNAUTHORIZED = "unauthorized"
+FORBIDDEN = "forbidden"
 CONSUMER_LOST = "consumer_lost"
+# Why a stored message was skipped, the values of gateway_messages_skipped_total{reason=...}.
+OVERSIZED = "oversized"
+TOO_DEEP = "too_deep"
+MALFORMED = "malformed"
+NOT_A_TICK = "not_a_tick"
+WRONG_SUBJECT = "wrong_subject"
+SKIP_REASONS = (OVERSIZED, TOO_DEEP, MALFORMED, NOT_A_TICK, WRONG_SUBJECT)
 INTERNAL = "internal"
 
 
@@ -65,11 +74,22 @@ class Metrics:
         self.streams_ended = Counter(
             "gateway_streams_ended", "streams ended, by reason", ["reason"], registry=r
         )
+        self.messages_skipped = Counter(
+            "gateway_messages_skipped",
+            "stored messages not sent because they are no valid tick, by reason (counted where "
+            "framed: once by the live feed, or by each catching-up client)",
+            ["reason"],
+            registry=r,
+        )
+        for reason in SKIP_REASONS:
+            self.messages_skipped.labels(reason)
         for kind in (
             BAD_REQUEST,
             AT_CAPACITY,
             NATS_UNAVAILABLE,
             INVALID_MESSAGE,
+            UNAUTHORIZED,
+            FORBIDDEN,
             CONSUMER_LOST,
             INTERNAL,
         ):

@@ -87,20 +87,34 @@ class StoredSymbols:
 
 
 def page_routes(hub: Hub) -> list[BaseRoute]:
-    """`GET /` (the page), `GET /symbols` (a sorted JSON list), and `/static/*`.
+    """`GET /` (the page), `GET /symbols` (a sorted JSON list), `GET /page-config` (what
+    the page needs to know about authentication), and `/static/*`.
 
     `/symbols` raises NatsUnavailableError (503) while NATS or the stream is unavailable.
     """
     stored = StoredSymbols(hub)
+    # Public, like the page itself: it tells a signed-out page where to renew its cookie.
+    config = {"auth": hub.settings.auth_enabled, "renewUrl": hub.settings.auth_renew_url or None}
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC_DIR / "index.html", headers=REVALIDATE)
 
     async def symbols(request: Request) -> Response:
-        return JSONResponse(await stored.get(), headers={"Cache-Control": "max-age=1"})
+        # With authentication on, a user sees the symbols their token allows (app.py).
+        grant = None
+        if (authenticator := request.app.state.authenticator) is not None:
+            grant = authenticator.authenticate(request.headers, request.cookies)
+        listed = await stored.get()
+        if grant is not None:
+            listed = [symbol for symbol in listed if grant.allows(symbol)]
+        return JSONResponse(listed, headers={"Cache-Control": "private, max-age=1"})
+
+    async def page_config(request: Request) -> Response:
+        return JSONResponse(config, headers=REVALIDATE)
 
     return [
         Route("/", index),
         Route("/symbols", symbols),
+        Route("/page-config", page_config),
         Mount("/static", RevalidatedStaticFiles(directory=STATIC_DIR), name="static"),
     ]

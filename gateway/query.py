@@ -11,6 +11,9 @@ from contracts.event_ids import EventPosition, parse_event_id
 from contracts.symbols import normalize_symbol
 from gateway.errors import BadRequestError
 
+# Names under which clients commonly put a token in a URL: refused, not ignored.
+TOKEN_PARAMETERS = frozenset({"access_token", "token", "jwt", "id_token"})
+
 
 @dataclass(frozen=True, slots=True)
 class StreamQuery:
@@ -41,6 +44,11 @@ def parse_symbols(values: list[str], max_symbols: int) -> tuple[str, ...] | None
 
 def parse_query(query: QueryParams, headers: Headers, max_symbols: int) -> StreamQuery:
     """Validate the whole request before the first byte; raise BadRequestError naming the value."""
+    if found := sorted(TOKEN_PARAMETERS.intersection(query)):
+        raise BadRequestError(
+            f"query parameter {found[0]!r}: tokens are not accepted in the query string, where "
+            "they end up in logs; send 'Authorization: Bearer' or the cookie"
+        )
     symbols = parse_symbols(query.getlist("symbols"), max_symbols)
     # The header wins: it is what EventSource sends on its own reconnects.
     raw_id = headers.get("last-event-id") or query.get("lastEventId")

@@ -28,6 +28,8 @@ def server_config(settings: Settings, app: ASGIApp, **overrides: object) -> uvic
         # deletes before uvicorn cancels what is left.
         "timeout_graceful_shutdown": int(settings.drain_period) + 5,
         "lifespan": "on",
+        # No WebSocket route: a handshake is answered as the plain request it also is.
+        "ws": "none",
     }
     return uvicorn.Config(app, **(options | overrides))  # type: ignore[arg-type]
 

@@ -8,6 +8,7 @@ import secrets
 import socket
 from dataclasses import dataclass
 
+from contracts.messages import MAX_TICK_BYTES
 from contracts.settings import CommonSettings, require, setting
 
 
@@ -55,6 +56,34 @@ class Settings(CommonSettings):
         4 * 1024 * 1024, "bytes of live events a client may have waiting; more ends its stream"
     )
     nats_timeout: float = setting(5.0, "seconds to wait for a JetStream API answer")
+    max_message_bytes: int = setting(
+        MAX_TICK_BYTES, "bytes of a stored message sent on; a bigger one is skipped and counted"
+    )
+    ensure_stream: bool = setting(
+        True,
+        "create or update the stream at start (false: wait for the publishers to provision "
+        "it, and the gateway's NATS user needs no stream-management permission)",
+    )
+    auth_jwt_secret: str = setting(
+        "",
+        "HS256 shared secret: /stocks and /symbols then need a JWT (empty: no auth; prefer "
+        "the variable: a flag shows in the process list)",
+        secret=True,
+    )
+    auth_public_key_file: str = setting(
+        "", "PEM public key (RS256 or ES256) that signs the JWTs (empty: none)"
+    )
+    auth_jwks_file: str = setting("", "JWKS file with the keys that sign the JWTs (empty: none)")
+    auth_issuer: str = setting("", "the JWT iss every token must carry (required with auth)")
+    auth_audience: str = setting("", "the JWT aud every token must carry (required with auth)")
+    auth_leeway: float = setting(30.0, "seconds of clock skew allowed on exp, nbf and iat")
+    auth_cookie: str = setting("price_token", "name of the HttpOnly cookie that may carry the JWT")
+    auth_renew_url: str = setting(
+        "", "URL the page POSTs to (with cookies) to renew an expired token (empty: none)"
+    )
+    cors_origins: str = setting(
+        "", "comma-separated origins allowed to call the gateway from browsers (empty: none)"
+    )
 
     def __post_init__(self) -> None:
         CommonSettings.__post_init__(self)
@@ -78,6 +107,77 @@ class Settings(CommonSettings):
         require(self.max_pending_bytes >= 64 * 1024, "--max-pending-bytes must be >= 65536")
         require(0 <= self.coalesce <= 1, "--coalesce must be 0-1 seconds")
         require(self.nats_timeout > 0, "--nats-timeout must be > 0")
+        require(self.max_message_bytes >= 256, "--max-message-bytes must be >= 256")
+        self._check_auth()
+        self._check_browser()
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_jwt_secret or self.auth_public_key_file or self.auth_jwks_file)
+
+    def _check_auth(self) -> None:
+        keys = [self.auth_jwt_secret, self.auth_public_key_file, self.auth_jwks_file]
+        require(
+            sum(map(bool, keys)) <= 1,
+            "give one of --auth-jwt-secret, --auth-public-key-file and --auth-jwks-file",
+        )
+        require(
+            not self.auth_jwt_secret or len(self.auth_jwt_secret.encode()) >= 32,
+            "--auth-jwt-secret must be at least 32 bytes (RFC 7518: HS256 keys >= 256 bits)",
+        )
+        require(
+            not self.auth_enabled or bool(self.auth_issuer and self.auth_audience),
+            "--auth-issuer and --auth-audience are required when tokens are checked",
+        )
+        require(0 <= self.auth_leeway <= 300, "--auth-leeway must be 0-300 seconds")
+        require(
+            re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}", self.auth_cookie) is not None,
+            f"--auth-cookie must be a cookie name, not {self.auth_cookie!r}",
+        )
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """The allowed origins, ("*",) for any, () for no CORS at all."""
+        return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
+
+    def _check_browser(self) -> None:
+        origins = self.cors_origin_list
+        require(
+            "*" not in origins or origins == ("*",),
+            "--cors-origins: '*' (any origin, without cookies) stands alone",
+        )
+        for origin in origins:
+            require(
+                origin == "*" or _is_origin(origin),
+                f"--cors-origins: {origin!r} is not an origin as browsers send it "
+                "(lower-case scheme://host[:port], no path, no default port)",
+            )
+        # The renew URL's origin goes into the Content-Security-Policy header: a ';' or a
+        # space there would add directives of the operator's typo's choosing.
+        url = self.auth_renew_url
+        relative = not url.startswith("//") and _PATH.fullmatch(url) is not None
+        require(
+            not url or relative or _is_origin(url, path=True),
+            f"--auth-renew-url must be an http(s) URL or a path starting with /, not {url!r}",
+        )
+
+
+_ORIGIN = re.compile(r"(https?)://([a-z0-9.-]+|\[[0-9a-f:.]+\])(?::([0-9]{1,5}))?")
+_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+=:@%/-]*(?:\?[A-Za-z0-9._~!$&'()*+=:@%/?-]*)?")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _is_origin(text: str, *, path: bool = False) -> bool:
+    """An origin as browsers serialise it in `Origin` (which CORS compares byte for byte);
+    with `path`, a URL made of such an origin and an optional path and query."""
+    match = _ORIGIN.match(text)
+    if match is None:
+        return False
+    rest = text[match.end() :]
+    if rest and not (path and _PATH.fullmatch(rest)):
+        return False
+    scheme, _, port = match.groups()
+    return port is None or (0 < int(port) < 65536 and int(port) != _DEFAULT_PORTS[scheme])
 
 
 def from_environment(argv: list[str]) -> Settings:

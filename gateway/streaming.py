@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway import sse
 from gateway.client_feed import ClientFeed
 from gateway.errors import GatewayError, StreamEndedError, problem_for
+from gateway.grants import Grant
 from gateway.hub import DRAINING, Hub
 from gateway.metrics import CONSUMER_LOST
 from gateway.query import StreamQuery
@@ -23,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 CLIENT_CLOSED = "client closed"
 SLOW_CLIENT = "client too slow"
+TOKEN_EXPIRED = "token expired"
 FINAL_WRITE_TIMEOUT = 1.0
 HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -34,9 +37,17 @@ HEADERS = [
 class PriceStreamResponse:
     """An ASGI response streaming prices for one validated query."""
 
-    def __init__(self, hub: Hub, query: StreamQuery) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        query: StreamQuery,
+        grant: Grant | None = None,
+        headers: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
         self.hub = hub
         self.query = query
+        self.grant = grant
+        self.extra_headers = list(headers)  # security and CORS, on every answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = scope.get("client")
@@ -47,7 +58,9 @@ class PriceStreamResponse:
         except GatewayError as exc:
             # attach() raises only before the response has started.
             self.hub.metrics.errors.labels(exc.kind).inc()
-            await problem_for(exc)(scope, receive, send)
+            problem = problem_for(exc)
+            problem.raw_headers.extend(self.extra_headers)
+            await problem(scope, receive, send)
 
     async def _stream(self, feed: ClientFeed, receive: Receive, send: Send) -> None:
         started = time.monotonic()
@@ -57,16 +70,24 @@ class PriceStreamResponse:
         if (reset := feed.start.reset) is not None:
             head += sse.reset_frame(reset.reason, reset.detail)
             metrics.resets_sent.labels(reset.reason).inc()
-        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        # Built in the call: a local would live as long as the stream.
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*HEADERS, *self.extra_headers],
+            }
+        )
         await send(_body(head))
         logger.info(
             "stream opened",
             extra={
                 "client": feed.client_id,
-                "consumer": feed.consumer.spec.name,
+                "consumer": feed.consumer and feed.consumer.spec.name,
                 "symbols": self.query.symbols or "*",
                 "position": str(self.query.position or ""),
                 "reset": reset and reset.reason,
+                "user": self.grant and self.grant.subject,
             },
         )
         metrics.open_streams.inc()
@@ -75,6 +96,7 @@ class PriceStreamResponse:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         feed.attach_writer(task, loop.time())
+        expiry = self._end_at_expiry(feed, loop)
         try:
             async with asyncio.TaskGroup() as tg:
                 watcher = tg.create_task(_stop_on_disconnect(receive, feed))
@@ -95,7 +117,7 @@ class PriceStreamResponse:
                                 metrics.publish_to_send_seconds.observe(lag)
                 except StreamEndedError as end:
                     reason = str(end)
-                    if reason not in {CLIENT_CLOSED, DRAINING}:
+                    if reason not in {CLIENT_CLOSED, DRAINING, TOKEN_EXPIRED}:
                         metrics.errors.labels(CONSUMER_LOST).inc()
                 except asyncio.CancelledError:
                     if not feed.too_slow or task is None:
@@ -107,6 +129,8 @@ class PriceStreamResponse:
                     await _end(send, reason)
                     watcher.cancel()
         finally:
+            if expiry is not None:
+                expiry.cancel()
             metrics.open_streams.dec()
             metrics.streams_ended.labels(reason).inc()
             logger.info(
@@ -120,6 +144,17 @@ class PriceStreamResponse:
                     "seconds": round(time.monotonic() - started, 3),
                 },
             )
+
+    def _end_at_expiry(
+        self, feed: ClientFeed, loop: asyncio.AbstractEventLoop
+    ) -> asyncio.TimerHandle | None:
+        """End the stream when its token expires (with the same leeway as at connect), so
+        a revoked user's access lasts no longer than the token that granted it."""
+        if self.grant is None:
+            return None
+        leeway = self.hub.settings.auth_leeway
+        delay = max(0.0, self.grant.expires_at + leeway - time.time())
+        return loop.call_later(delay, feed.stop, TOKEN_EXPIRED)
 
 
 async def _end(send: Send, reason: str) -> None:

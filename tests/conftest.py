@@ -11,8 +11,12 @@ from typing import Any
 import httpx
 import nats
 import pytest
+from hypothesis import core as hypothesis_core
+from hypothesis import settings as hypothesis_settings
+from hypothesis.vendor import pretty
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from schemathesis.generation import hypothesis as schemathesis_hypothesis
 
 from contracts.stream import StreamSettings, ensure_stream
 from gateway.app import build_app
@@ -20,6 +24,18 @@ from gateway.hub import Hub
 from gateway.server import GatewayServer, server_config
 from gateway.settings import Settings
 from tests.servers import NatsServer, eventually, free_port
+
+# Property tests and fuzzing: the same examples on every run (a CI failure reproduces
+# locally), and no example database written into the repository.
+# `pytest --hypothesis-profile=explore` draws new examples on each run instead.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, deadline=None)
+hypothesis_settings.register_profile("explore", database=None, deadline=None)
+hypothesis_settings.load_profile("ci")
+# schemathesis (its pytest plugin) swaps hypothesis' example printer for one that prints
+# nothing, to speed up its own runs; that blanks every falsifying example. Let it patch
+# now, once, then put the printer back.
+schemathesis_hypothesis.setup()
+hypothesis_core.RepresentationPrinter = pretty.RepresentationPrinter  # type: ignore[attr-defined]
 
 
 @pytest.fixture

@@ -45,12 +45,17 @@ def _accepts(port: int) -> bool:
 
 
 class NatsServer:
-    """A `nats-server -js` with its own store dir; start/stop keep the same port and store."""
+    """A `nats-server -js` with its own store dir; start/stop keep the same port and store.
 
-    def __init__(self, store: Path, port: int | None = None) -> None:
+    `config` is a nats.conf for what flags cannot say (users, TLS); the flags still set the
+    address, port and store.
+    """
+
+    def __init__(self, store: Path, port: int | None = None, config: Path | None = None) -> None:
         self.store = store
         self.port = port or free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
+        self.config = config
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -65,6 +70,7 @@ class NatsServer:
                 str(self.port),
                 "-sd",
                 str(self.store),
+                *(["-c", str(self.config)] if self.config else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -45,10 +45,20 @@ STREAM = StreamSettings(replicas=3)
 # The cluster runs the prod overlay's nats.conf (users, JetStream limits, sync_interval),
 # on loopback ports.
 NATS_CONFIG = Path(__file__).resolve().parent.parent / "deploy/overlays/prod/nats.conf"
-PASSWORDS = {"gateway": secrets.token_hex(12), "publisher": secrets.token_hex(12)}
+PASSWORDS = {user: secrets.token_hex(12) for user in ("gateway", "publisher", "admin")}
 # As the Deployments set them (deploy/base): the stream's settings are shared by both.
 STREAM_ENV = {"STREAM_REPLICAS": "3"}
 GATEWAY_ARGS = ("--inactive-threshold", "5", "--drain-period", "2", "--heartbeat", "1")
+# Each program as its least-privileged NATS user, as the prod Deployments set it.
+USER_ENV = {
+    user: {
+        "NATS_USER": user,
+        "NATS_PASSWORD": PASSWORDS[user],
+        "NATS_INBOX_PREFIX": f"_INBOX_{user}",
+    }
+    for user in ("gateway", "publisher")
+}
+USER_ENV["gateway"]["GATEWAY_ENSURE_STREAM"] = "false"
 HOLD = 100  # ticks stored after each recovery before the next fault (~2.5 s)
 
 
@@ -69,19 +79,21 @@ async def topology(tmp_path: Path) -> AsyncIterator[Topology]:
         env={
             "GATEWAY_NATS_PASSWORD": PASSWORDS["gateway"],
             "PUBLISHER_NATS_PASSWORD": PASSWORDS["publisher"],
+            "ADMIN_NATS_PASSWORD": PASSWORDS["admin"],
         },
     )
     gateways: list[GatewayProcess] = []
     try:
         await cluster.start()
-        nc = await cluster.connect("deploy-test", "gateway", PASSWORDS["gateway"])
+        # The test provisions, inspects and publishes as the operators' user.
+        nc = await cluster.connect("deploy-test", "admin", PASSWORDS["admin"])
         try:
             js = nc.jetstream(timeout=5)
             await eventually(lambda: _ensured(js), within=30, what="PRICES stream with 3 replicas")
             await eventually(lambda: stream_current(js), within=30, what="stream replicas current")
             for _ in range(2):
                 gateway = GatewayProcess(
-                    cluster.urls("gateway", PASSWORDS["gateway"]), *GATEWAY_ARGS, env=STREAM_ENV
+                    cluster.urls(), *GATEWAY_ARGS, env=STREAM_ENV | USER_ENV["gateway"]
                 )
                 gateways.append(gateway)
             await asyncio.gather(*(gateway.start() for gateway in gateways))
@@ -307,7 +319,8 @@ async def test_topology_loses_and_repeats_nothing_through_gateway_and_nats_failu
     publishers = [
         PublisherProcess(
             {
-                "NATS_URL": topology.cluster.urls("publisher", PASSWORDS["publisher"]),
+                "NATS_URL": topology.cluster.urls(),
+                **USER_ENV["publisher"],
                 "PUBLISHER_SOURCE": source,
                 "PUBLISHER_SYMBOLS": ",".join(symbols),
                 "PUBLISHER_RATE": str(RATE),

@@ -16,6 +16,7 @@ from typing import Any
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
+from starlette.applications import Starlette
 from starlette.routing import Route
 
 from gateway.app import build_app
@@ -226,8 +227,8 @@ def test_prod_is_a_three_node_jetstream_cluster_with_stream_replicas_three() -> 
     assert named("prod", "Service", service)["spec"]["clusterIP"] == "None"
     assert named("prod", "Service", service)["spec"]["publishNotReadyAddresses"] is True
     assert re.search(r"sync_interval:\s*always", conf), "durability chosen deliberately"
-    # Clients carry their credentials in NATS_URL only: advertised node addresses would come
-    # without them, and a reconnect there fails authentication (tests/test_deploy_cluster.py).
+    # Clients reconnect through the Service; with credentials in NATS_URL, advertised node
+    # addresses would come without them (tests/test_deploy_cluster.py).
     assert re.search(r"^\s*authorization\s*\{", conf, re.M)
     assert re.search(r"^\s*no_advertise:\s*true", conf, re.M)
     (claim,) = nats["spec"]["volumeClaimTemplates"]
@@ -324,7 +325,7 @@ def test_grace_period_covers_prestop_and_the_whole_drain(
     pre_stop = probe_seconds(container["lifecycle"]["preStop"])
     assert pre_stop > 0, "a pause so the endpoint leaves the Service before the drain"
     # uvicorn waits this long for the drained streams before cancelling what is left.
-    shutdown = server_config(settings, build_app(settings)).timeout_graceful_shutdown
+    shutdown = server_config(settings, Starlette()).timeout_graceful_shutdown
     assert shutdown is not None
     assert shutdown >= settings.drain_period
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
@@ -420,6 +421,36 @@ def test_one_publisher_deployment_per_source(overlay: str, monkeypatch: pytest.M
 
 
 # --- security --------------------------------------------------------------------------------
+
+
+def nats_user_permissions(conf: str, user: str) -> str:
+    """The text of one user's entry in nats.conf, up to the next user."""
+    entries = re.split(r"^\s*(?:\{\s*)?user:\s*", conf, flags=re.M)
+    found = [entry for entry in entries if re.match(rf"{re.escape(user)}\b", entry)]
+    assert len(found) == 1, f"expected one NATS user {user}"
+    return found[0]
+
+
+def test_prod_programs_run_as_their_own_least_privileged_nats_users(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each program's NATS user reads replies only under the inbox prefix the program uses,
+    and the gateway, whose user may not manage streams, does not try to."""
+    conf = config_map("prod", "nats-config")["nats.conf"]
+    for command in ("gateway", "publisher"):
+        for deployment in component("prod", command):
+            (container,) = containers(deployment)
+            with monkeypatch.context() as scoped:
+                settings = _load(command, environment("prod", container), scoped)
+            entry = nats_user_permissions(conf, settings.nats_user)
+            assert re.search(r"password:\s*\$\w+", entry), "the password from the Secret"
+            subscribe = re.search(r"subscribe:\s*\{\s*allow:\s*\[([^\]]*)\]", entry)
+            assert subscribe is not None
+            assert subscribe[1].split() == [f'"{settings.nats_inbox_prefix}.>"']
+            assert re.search(r"allow_responses:\s*false", entry)
+            manages = "$JS.API.STREAM.CREATE." in entry
+            ensures = getattr(settings, "ensure_stream", True)  # the publisher always does
+            assert manages == ensures, f"{command}: ensure_stream={ensures}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -534,3 +565,23 @@ def test_gateway_and_publishers_run_the_one_image(overlay: str) -> None:
     assert len(images) == 1, images
     (image,) = images
     assert re.fullmatch(r"([\w.-]+/)*price-gateway:[\w.-]+", image), image
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_prod_checks_tokens_from_the_mounted_key_set_and_dev_does_not(
+    overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = gateway_settings(overlay, monkeypatch)
+    if overlay == "dev":
+        assert not settings.auth_enabled  # make run's demo and dev: open
+        return
+    assert settings.auth_enabled
+    assert settings.auth_issuer
+    assert settings.auth_audience
+    (deployment,) = component(overlay, "gateway")
+    (container,) = containers(deployment)
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["jwks"]["configMap"]["name"] == "gateway-jwks"
+    assert mounts["jwks"]["readOnly"] is True
+    assert settings.auth_jwks_file.startswith(mounts["jwks"]["mountPath"] + "/")

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
-from tests.conftest import RunningGateway
+from tests.conftest import RunningGateway, StartGateway
 from tests.ticks import client_consumers, event_id, publish
 
 TOO_MANY = ",".join(f"S{i}" for i in range(101))
@@ -105,3 +105,22 @@ async def test_oversized_request_headers_get_a_431_problem(gateway: RunningGatew
     assert response.status_code == 431
     assert response.headers["content-type"] == "application/problem+json"
     assert "16384 bytes" in response.json()["detail"]
+
+
+async def test_an_unexpected_error_is_a_500_problem_without_a_trace(
+    start_gateway: StartGateway, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("secret internals /srv/app.py line 12")
+
+    monkeypatch.setattr("gateway.app.parse_query", broken)  # a bug, injected
+    gateway = await start_gateway()
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        response = await client.get("/stocks")
+        assert response.status_code == 500
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "secret internals" not in response.text
+        assert "Traceback" not in response.text
+        # Inside the browser middleware: a 500 has the security headers like any answer.
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert (await client.get("/healthz")).status_code == 200  # still serving

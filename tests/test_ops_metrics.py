@@ -7,6 +7,7 @@ from nats.js import JetStreamContext
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import RunningGateway, StartGateway
+from tests.scrape import scrape
 from tests.servers import eventually
 from tests.sse_client import open_stream
 from tests.ticks import event_id, publish
@@ -23,20 +24,6 @@ FAMILIES = {
     "gateway_publish_to_send_seconds",
     "gateway_streams_ended",
 }
-
-
-async def scrape(gateway: RunningGateway) -> dict[str, float]:
-    """Sample name{labels} -> value."""
-    async with httpx.AsyncClient() as client:
-        response = await client.get(f"{gateway.url}/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    samples: dict[str, float] = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return samples
 
 
 async def test_every_family_is_exposed(gateway: RunningGateway) -> None:

@@ -37,6 +37,34 @@ function keepInUrl(symbols) {
   history.replaceState(null, "", url);
 }
 
+/** What the gateway says about authentication: {auth, renewUrl}; no auth if unknown. */
+async function loadPageConfig() {
+  try {
+    const response = await fetch(new URL("page-config", document.baseURI), { cache: "no-store" });
+    if (response.ok) return await response.json();
+  } catch {
+    // an older gateway, or none right now: the stream's own answers will tell
+  }
+  return { auth: false, renewUrl: null };
+}
+
+/** Ask the site's login service for a fresh token cookie; true when it gave one. */
+async function renewToken(config) {
+  const { renewUrl } = await config;
+  if (!renewUrl) return false;
+  try {
+    // The cookie is HttpOnly: only this request's answer can replace it, not our script.
+    const response = await fetch(new URL(renewUrl, document.baseURI), {
+      method: "POST",
+      credentials: "include",
+      cache: "no-store",
+    });
+    return response.ok;
+  } catch {
+    return false;
+  }
+}
+
 async function loadKnownSymbols(picker) {
   try {
     const response = await fetch(new URL("symbols", document.baseURI), { cache: "no-store" });
@@ -82,6 +110,8 @@ function main() {
   table.setSymbols(valid.length ? valid : null);
   keepInUrl(valid);
 
+  // Not awaited: subscribing does not wait for it, only a renewal does.
+  const config = loadPageConfig();
   const subscription = subscribe(
     valid,
     (tick) => {
@@ -91,10 +121,13 @@ function main() {
       table.update(tick);
     },
     (state) => {
+      // Signed in again: the stored symbols the picker offers were refused before.
+      if (state.state === "live" && states.at(-1) === "unauthorized") loadKnownSymbols(picker);
       if (states.at(-1) !== state.state) states.push(state.state);
       if (states.length > 1000) states.shift();
       status.show(state);
     },
+    { renew: () => renewToken(config) },
   );
   window.__subscription = subscription;
 

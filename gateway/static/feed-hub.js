@@ -5,25 +5,35 @@
 
 import { PriceFeed } from "./feed.js";
 
-export const PROTOCOL = 1; // bump when the messages below change
+export const PROTOCOL = 2; // bump when the messages below change
 const HISTORY = 60; // ticks kept per symbol, replayed to a new subscription (sparklines)
 const COALESCE_MS = 30; // symbol changes this close together open one stream, not several
 // A hub left without subscriptions (say, the only tab reloading) keeps its position this
 // long, so the next subscription resumes with no gap; later it starts from the latest.
 const KEEP_POSITION_MS = 30000;
+// A tab asked for a token or a renewal answers within this, or counts as having none
+// (it may have closed without a word).
+const ASK_TIMEOUT_MS = 15000;
 
 // Messages, tab -> hub:
-//   {type: "subscribe", sub, symbols: string[] | null}   add or change a subscription
+//   {type: "subscribe", sub, symbols: string[] | null, auth?: ("token" | "renew")[]}
+//                                                         add or change a subscription; auth
+//                                                         lists the hooks its page gave
+//   {type: "answer", ask, value}                          a hook's result (token, or renewed)
 //   {type: "unsubscribe", sub}
 //   {type: "bye"}                                         the tab is going away
 //   {type: "lifetime", lock}                              a Web Lock the tab holds until it dies
 // hub -> tab:
 //   {type: "tick", tick, sub?}    for the tab's subscriptions that want tick.symbol (or just `sub`)
 //   {type: "state", state}
+//   {type: "ask", ask, hook: "token" | "renew"}   call that hook of one of the tab's subscriptions
 
 export class FeedHub {
-  constructor({ baseUrl, maxSymbols }) {
+  constructor({ baseUrl, maxSymbols, credentials }) {
     this.ports = new Map(); // port -> Map(sub -> Set of symbols | null for all)
+    this.hooks = new Map(); // port -> Map(sub -> hooks its page gave: ["token", "renew"])
+    this.asks = new Map(); // ask id -> resolve, until the tab answers
+    this.nextAsk = 1;
     this.history = new Map(); // symbol -> recent ticks, oldest first
     this.wanted = null; // symbols streamed, or null for all
     this.timer = null;
@@ -32,6 +42,9 @@ export class FeedHub {
     this.feed = new PriceFeed({
       baseUrl,
       maxSymbols,
+      credentials,
+      // Hooks are functions of a page: the feed (perhaps in a SharedWorker) asks a tab.
+      auth: { token: () => this.ask("token"), renew: () => this.ask("renew") },
       onTick: (tick) => this.tick(tick),
       onState: (state) => {
         this.state = state;
@@ -47,11 +60,16 @@ export class FeedHub {
   }
 
   detach(port) {
+    this.hooks.delete(port);
     if (!this.ports.delete(port)) return;
     this.schedule();
   }
 
   message(port, message) {
+    if (message.type === "answer") {
+      this.asks.get(message.ask)?.(message.value);
+      return;
+    }
     const subs = this.ports.get(port) ?? new Map();
     if (!this.ports.has(port)) this.ports.set(port, subs); // back from the bfcache
     if (message.type === "subscribe") {
@@ -59,11 +77,13 @@ export class FeedHub {
       const before = subs.get(message.sub);
       const wanted = message.symbols === null ? null : new Set(message.symbols);
       subs.set(message.sub, wanted);
+      this.setHooks(port, message.sub, message.auth ?? []);
       port.postMessage({ type: "state", state: this.state });
       this.replay(port, message.sub, before, wanted);
       this.schedule();
     } else if (message.type === "unsubscribe") {
       subs.delete(message.sub);
+      this.setHooks(port, message.sub, []);
       this.schedule();
     } else if (message.type === "bye") {
       this.detach(port);
@@ -72,6 +92,32 @@ export class FeedHub {
       // crashed, which a MessagePort never reports.
       navigator.locks.request(message.lock, async () => this.detach(port));
     }
+  }
+
+  setHooks(port, sub, hooks) {
+    let subs = this.hooks.get(port);
+    if (!subs) this.hooks.set(port, (subs = new Map()));
+    if (hooks.length) subs.set(sub, hooks);
+    else subs.delete(sub);
+  }
+
+  /** A hook's result from the first tab that has it; null when none does or answers. */
+  ask(hook) {
+    const port = [...this.hooks].find(([, subs]) =>
+      [...subs.values()].some((hooks) => hooks.includes(hook)),
+    )?.[0];
+    if (!port) return Promise.resolve(null);
+    const ask = this.nextAsk++;
+    return new Promise((resolve) => {
+      const done = (value) => {
+        clearTimeout(timer);
+        this.asks.delete(ask);
+        resolve(value);
+      };
+      const timer = setTimeout(() => done(null), ASK_TIMEOUT_MS);
+      this.asks.set(ask, done);
+      port.postMessage({ type: "ask", ask, hook });
+    });
   }
 
   replay(port, sub, before, wanted) {

@@ -11,6 +11,10 @@ const MAX_DELAY_MS = 30000;
 // connection is dead even if TCP has not noticed (a sleeping laptop, a dropped NAT entry).
 const STALL_MS = 45000;
 const ENDED = /^stream ended: (.*?)(?:; reconnect to resume)?$/;
+const TOKEN_EXPIRED = "token expired";
+// Refused for who we are (401, 403): asking again soon gets the same answer, so retries
+// start slower and only a new token, a renewal or new symbols can change it.
+const REFUSED_RETRY_MS = 5000;
 
 /** Ids seen recently, bounded so a page left open all day does not grow. */
 export class SeenIds {
@@ -66,6 +70,11 @@ export class PriceFeed {
    *   maxSymbols?: number,
    *   stallMs?: number,
    *   maxDelayMs?: number,
+   *   credentials?: RequestCredentials,
+   *   auth?: {
+   *     token?: () => Promise<string | null>,
+   *     renew?: () => Promise<boolean | null>,
+   *   },
    * }} options
    */
   constructor(options) {
@@ -75,6 +84,11 @@ export class PriceFeed {
     this.maxSymbols = options.maxSymbols ?? 100;
     this.stallMs = options.stallMs ?? STALL_MS;
     this.maxDelayMs = options.maxDelayMs ?? MAX_DELAY_MS;
+    this.credentials = options.credentials ?? "same-origin";
+    this.auth = options.auth ?? {};
+    this.refusal = null; // {state: "unauthorized" | "forbidden", detail} until a stream opens
+    this.refusals = 0;
+    this.renewed = false; // the last refusal was followed by a renewal
     this.retryMs = DEFAULT_RETRY_MS;
     this.attempts = 0;
     this.lastEventId = "";
@@ -139,7 +153,9 @@ export class PriceFeed {
   async run() {
     let why = "";
     while (this.symbols !== undefined) {
-      this.setState({ state: this.opened ? "reconnecting" : "connecting", reason: why });
+      // A refusal stays on show while we retry: "reconnecting" would hide why.
+      const attempt = { state: this.opened ? "reconnecting" : "connecting", reason: why };
+      this.setState(this.refusal ?? attempt);
       const controller = new AbortController();
       this.controller = controller;
       let delay;
@@ -152,12 +168,16 @@ export class PriceFeed {
       } finally {
         this.controller = null;
       }
-      if (controller.signal.reason instanceof Stopped) continue; // new symbols: at once
+      if (controller.signal.reason instanceof Stopped) {
+        this.refusal = null; // it was about the old symbols
+        continue; // new symbols: at once
+      }
       if (this.symbols === undefined) break;
       if (delay === Infinity) {
         await this.sleep(delay); // refused for good: until the symbols change
       } else if (delay > 0) {
-        this.setState({ state: "reconnecting", reason: why, retryAt: Date.now() + delay });
+        const state = this.refusal ?? { state: "reconnecting", reason: why };
+        this.setState({ ...state, retryAt: Date.now() + delay });
         await this.sleep(delay);
       }
     }
@@ -167,6 +187,13 @@ export class PriceFeed {
   backoff() {
     this.attempts += 1;
     const ceiling = Math.min(this.maxDelayMs, this.retryMs * 2 ** (this.attempts - 1));
+    return ceiling / 2 + (Math.random() * ceiling) / 2;
+  }
+
+  refusedBackoff() {
+    this.refusals += 1;
+    const base = Math.max(this.retryMs, REFUSED_RETRY_MS);
+    const ceiling = Math.min(this.maxDelayMs, base * 2 ** (this.refusals - 1));
     return ceiling / 2 + (Math.random() * ceiling) / 2;
   }
 
@@ -196,11 +223,15 @@ export class PriceFeed {
       const response = await fetch(this.url(), {
         signal,
         cache: "no-store",
-        headers: { Accept: "text/event-stream" },
+        credentials: this.credentials,
+        headers: await this.headers(),
       });
       if (response.status !== 200) return await this.refused(response);
       this.opened = true;
       this.attempts = 0;
+      this.refusal = null;
+      this.refusals = 0;
+      this.renewed = false;
       this.heardAt = Date.now();
       this.setState({ state: "live", heardAt: this.heardAt });
       const parser = new SSEParser({
@@ -226,9 +257,47 @@ export class PriceFeed {
     }
     if (signal.aborted) throw signal.reason;
     if (!this.ended) throw new Error("stream closed without a reason");
+    if (this.ended === TOKEN_EXPIRED) return await this.afterExpiry();
     // A clean end (the gateway draining or losing its consumer): come back soon, but
     // spread over the retry period so a drained replica's clients do not return at once.
     return Math.random() * this.retryMs;
+  }
+
+  /** Request headers: a Bearer token when the page supplies one (never in the URL). */
+  async headers() {
+    const headers = { Accept: "text/event-stream" };
+    const token = await this.ask("token");
+    if (token) headers.Authorization = `Bearer ${token}`;
+    return headers;
+  }
+
+  /** Call an auth hook of the page; null when there is none, or it failed. */
+  async ask(hook) {
+    if (!this.auth[hook]) return null;
+    try {
+      return (await this.auth[hook]()) ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** The token ran out mid-stream: renew it (if the page can), then resume at once. */
+  async afterExpiry() {
+    this.setState({ state: "reconnecting", reason: this.ended });
+    this.renewed = (await this.ask("renew")) === true;
+    // Expiries are per user, not a herd like a drained replica's: no spreading needed.
+    return 0;
+  }
+
+  /** 401: renew and retry at once, unless a renewal just failed to help; then wait. */
+  async unauthorized(detail) {
+    if (!this.renewed && (await this.ask("renew")) === true) {
+      this.renewed = true;
+      return 0;
+    }
+    this.renewed = false; // the next refusal may try renewing again (a new sign-in)
+    this.refusal = { state: "unauthorized", detail };
+    return this.refusedBackoff();
   }
 
   async refused(response) {
@@ -238,6 +307,13 @@ export class PriceFeed {
       detail = problem.detail || problem.title || detail;
     } catch {
       // not problem details: the status says enough
+    }
+    if (response.status === 401) return await this.unauthorized(detail);
+    if (response.status === 403) {
+      // The token does not allow a symbol (the detail names it): new symbols or a new
+      // token can change that, so retry, slowly.
+      this.refusal = { state: "forbidden", detail };
+      return this.refusedBackoff();
     }
     if (response.status === 400) {
       const asked = this.symbols && this.symbols.length <= this.maxSymbols;

@@ -8,9 +8,16 @@
 // tick:  {id, symbol, price, timestamp, source, data}. `price` is the exact text sent
 //        ("189.230000"); `data` is the parsed event, extra fields included.
 // state: {state, lastEventId, reason?, detail?, retryAt?, heardAt?, shared}, where state is
-//        "connecting" | "live" | "reconnecting" | "reset" | "error" | "closed". A "reset"
-//        carries the gateway's reason: the position was lost and prices start again
-//        from the latest stored ones.
+//        "connecting" | "live" | "reconnecting" | "reset" | "error" | "unauthorized" |
+//        "forbidden" | "closed". A "reset" carries the gateway's reason: the position was
+//        lost and prices start again from the latest stored ones. "unauthorized" (no valid
+//        token, not renewed) and "forbidden" (a symbol the token does not allow) carry the
+//        gateway's detail and are retried slowly.
+//
+// With authentication on, the gateway takes a JWT from the site's HttpOnly cookie or from
+// options.token (sent as Authorization: Bearer, never in the URL); options.renew is
+// called when the gateway refuses the token or ends a stream because it expired, and the
+// stream then resumes after the last id seen, with no gap.
 //
 // Tabs share one connection through a SharedWorker (price-worker.js). Where there is
 // none (or the page is on another origin than this module), each tab keeps its own,
@@ -21,6 +28,7 @@ import { SeenIds } from "./feed.js";
 
 export const SYMBOL_PATTERN = /^[A-Z0-9][A-Z0-9.-]{0,15}$/;
 const DEFAULT_BASE = new URL("../", import.meta.url); // this file is <gateway>/static/...
+const CREDENTIALS = ["same-origin", "include", "omit"]; // fetch's, for the worker's name too
 
 /** Upper-cased, de-duplicated, validated symbols; null or [] mean every symbol. */
 export function normalizeSymbols(symbols) {
@@ -36,9 +44,10 @@ const links = new Map(); // one per gateway and transport
 
 /** This tab's end of a hub: a SharedWorker's port, or a MessageChannel to a local hub. */
 class Link {
-  constructor(baseUrl, { shared, maxSymbols }) {
+  constructor(baseUrl, { shared, maxSymbols, credentials }) {
     this.baseUrl = baseUrl;
     this.maxSymbols = maxSymbols;
+    this.credentials = credentials;
     this.subs = new Map();
     this.shared = false;
     this.port = null;
@@ -54,7 +63,7 @@ class Link {
     try {
       const worker = new SharedWorker(new URL("./price-worker.js", import.meta.url), {
         type: "module",
-        name: `price-client/${PROTOCOL} ${this.baseUrl} ${this.maxSymbols}`,
+        name: `price-client/${PROTOCOL} ${this.baseUrl} ${this.maxSymbols} ${this.credentials}`,
       });
       worker.addEventListener("error", () => {
         // The worker script failed to load: fall back to this tab's own connection.
@@ -72,7 +81,8 @@ class Link {
 
   connectLocal() {
     const channel = new MessageChannel();
-    new FeedHub({ baseUrl: this.baseUrl, maxSymbols: this.maxSymbols }).attach(channel.port2);
+    const { baseUrl, maxSymbols, credentials } = this;
+    new FeedHub({ baseUrl, maxSymbols, credentials }).attach(channel.port2);
     this.listen(channel.port1);
     this.shared = false;
   }
@@ -87,9 +97,23 @@ class Link {
         else for (const sub of this.subs.values()) if (sub.wants(tick.symbol)) sub.deliver(tick);
       } else if (message.type === "state") {
         for (const sub of this.subs.values()) sub.report(message.state);
+      } else if (message.type === "ask") {
+        this.answer(port, message);
       }
     };
     port.start();
+  }
+
+  /** Run a token or renew hook for the hub; any subscription of this tab that has one. */
+  async answer(port, { ask, hook }) {
+    const sub = [...this.subs.values()].find((candidate) => candidate.hooks[hook]);
+    let value = null;
+    try {
+      value = sub ? await sub.hooks[hook]() : null;
+    } catch (error) {
+      reportError(error); // the page's bug; the feed carries on as if there were no hook
+    }
+    port.postMessage({ type: "answer", ask, value: value ?? null });
   }
 
   holdLifetimeLock() {
@@ -106,8 +130,9 @@ class Link {
 }
 
 class Subscription {
-  constructor(link, symbols, onTick, onState) {
+  constructor(link, symbols, onTick, onState, hooks) {
     this.link = link;
+    this.hooks = hooks; // {token?, renew?}: functions of the page, run in this tab
     this.id = nextSub++;
     this.symbolSet = symbols && new Set(symbols);
     this.onTick = onTick;
@@ -144,7 +169,8 @@ class Subscription {
 
   send() {
     if (this.closed) return;
-    this.link.port.postMessage({ type: "subscribe", sub: this.id, symbols: this.symbols });
+    const auth = ["token", "renew"].filter((hook) => typeof this.hooks[hook] === "function");
+    this.link.port.postMessage({ type: "subscribe", sub: this.id, symbols: this.symbols, auth });
   }
 
   wants(symbol) {
@@ -175,7 +201,13 @@ function call(callback, value) {
  *
  * options.baseUrl: the gateway (default: where this module was served from);
  * options.shared: false for a connection of this tab's own (default true);
- * options.maxSymbols: above this many, stream every symbol and filter here (default 100).
+ * options.maxSymbols: above this many, stream every symbol and filter here (default 100);
+ * options.token: async () => a JWT sent as Authorization: Bearer, or null for none (the
+ *   cookie, if any, still goes along); asked before each connection;
+ * options.renew: async () => true once the token (cookie) has been renewed; called on a
+ *   401 and when the gateway ends a stream because the token expired;
+ * options.credentials: "include" to send the gateway's cookies to it from a page of
+ *   another origin that its --cors-origins lists (default "same-origin").
  * Throws RangeError for a symbol outside the gateway's grammar.
  */
 export function subscribe(symbols, onTick, onState, options = {}) {
@@ -183,10 +215,15 @@ export function subscribe(symbols, onTick, onState, options = {}) {
   const baseUrl = new URL(options.baseUrl ?? DEFAULT_BASE, location.href).href;
   const shared = options.shared ?? true;
   const maxSymbols = options.maxSymbols ?? 100;
-  const key = `${baseUrl} ${shared} ${maxSymbols}`;
+  const credentials = options.credentials ?? "same-origin";
+  if (!CREDENTIALS.includes(credentials)) {
+    throw new RangeError(`credentials must be one of ${CREDENTIALS.join(", ")}`);
+  }
+  const key = `${baseUrl} ${shared} ${maxSymbols} ${credentials}`;
   let link = links.get(key);
-  if (!link) links.set(key, (link = new Link(baseUrl, { shared, maxSymbols })));
-  const sub = new Subscription(link, normalized, onTick, onState);
+  if (!link) links.set(key, (link = new Link(baseUrl, { shared, maxSymbols, credentials })));
+  const hooks = { token: options.token, renew: options.renew };
+  const sub = new Subscription(link, normalized, onTick, onState, hooks);
   link.subs.set(sub.id, sub);
   sub.send();
   return sub;

@@ -3,10 +3,12 @@
 
 import { FeedHub } from "./feed-hub.js";
 
-const [, baseUrl, maxSymbols] = /^price-client\/\d+ (\S+) (\d+)$/.exec(self.name) ?? [];
+const [, baseUrl, maxSymbols, credentials] =
+  /^price-client\/\d+ (\S+) (\d+) ([a-z-]+)$/.exec(self.name) ?? [];
 const hub = new FeedHub({
   baseUrl: baseUrl ?? new URL("../", import.meta.url),
   maxSymbols: Number(maxSymbols ?? 100),
+  credentials: credentials ?? "same-origin",
 });
 
 self.onconnect = (event) => hub.attach(event.ports[0]);

@@ -7,7 +7,14 @@ const LABELS = {
   reconnecting: "Reconnecting",
   reset: "Reset",
   error: "Error",
+  unauthorized: "Unauthorized",
+  forbidden: "Forbidden",
   closed: "Closed",
+};
+// What the reader can do about a refusal; the gateway's detail follows.
+const REMEDIES = {
+  unauthorized: "Sign in again to see prices",
+  forbidden: "Remove the symbols your account does not allow",
 };
 
 function ago(ms) {
@@ -65,13 +72,16 @@ export class ConnectionStatus {
     }
     if (state.state === "reconnecting" && state.reason) parts.push(text(` \u00B7 ${state.reason}`));
     if (state.state === "error" && state.detail) parts.push(text(state.detail));
+    if (Object.hasOwn(REMEDIES, state.state)) {
+      parts.push(text(`${REMEDIES[state.state]}${state.detail ? ` (${state.detail})` : ""}.`));
+    }
     return parts;
   }
 
   tickClock() {
     const { state, retryAt } = this.state;
     let text = this.heardAt ? `last heard ${ago(Date.now() - this.heardAt)}` : "nothing heard yet";
-    if (state === "reconnecting" && retryAt) {
+    if ((state === "reconnecting" || Object.hasOwn(REMEDIES, state)) && retryAt) {
       const wait = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
       text += ` \u00B7 retry in ${wait} s`;
     }
