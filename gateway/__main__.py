@@ -9,7 +9,6 @@ import sys
 from contracts.logs import configure_logging
 from contracts.settings import redact_urls
 from gateway.app import build_app
-from gateway.auth import KeyConfigError
 from gateway.hub import Hub
 from gateway.server import GatewayServer, server_config
 from gateway.settings import from_environment
@@ -23,13 +22,7 @@ def main(argv: list[str]) -> int:
     settings = from_environment(argv)
     configure_logging(settings.log_level)
     hub = Hub(settings)
-    try:
-        app = build_app(settings, hub)
-    except KeyConfigError as exc:
-        # Like a bad flag: one line, status 2, before anything starts.
-        print(f"python -m gateway: error: {exc}", file=sys.stderr)
-        return 2
-    config = server_config(settings, app)
+    config = server_config(settings, build_app(settings, hub))
     logger.info(
         "gateway starting",
         extra={

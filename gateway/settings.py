@@ -7,9 +7,11 @@ import re
 import secrets
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 from contracts.messages import MAX_TICK_BYTES
 from contracts.settings import CommonSettings, require, setting
+from gateway.keys import JwksFile, load_public_key
 
 
 def default_gateway_id() -> str:
@@ -130,6 +132,11 @@ class Settings(CommonSettings):
             "--auth-issuer and --auth-audience are required when tokens are checked",
         )
         require(0 <= self.auth_leeway <= 300, "--auth-leeway must be 0-300 seconds")
+        # Read now, so an unusable key file stops the start with one line.
+        if self.auth_public_key_file:
+            load_public_key(self.auth_public_key_file)
+        if self.auth_jwks_file:
+            JwksFile(Path(self.auth_jwks_file))
         require(
             re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}", self.auth_cookie) is not None,
             f"--auth-cookie must be a cookie name, not {self.auth_cookie!r}",

@@ -3,11 +3,13 @@ Kubernetes, and the manifests agree with the code they run (routes, flags, drain
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -24,6 +26,7 @@ from gateway.server import server_config
 from gateway.settings import Settings
 from publisher.settings import PublisherSettings
 from tests.servers import BIN
+from tests.tokens import ec_key, write_jwks
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -145,6 +148,10 @@ def _load(
         monkeypatch.delenv(var, raising=False)
     for var, value in env.items():
         monkeypatch.setenv(var, value)
+    if "GATEWAY_AUTH_JWKS_FILE" in env:
+        # Mounted from the ConfigMap gateway-jwks in the cluster (see the prod test below);
+        # the settings read it when they load, so stand in a key set of the same shape.
+        monkeypatch.setenv("GATEWAY_AUTH_JWKS_FILE", str(_stand_in_jwks()))
     if command == "gateway":
         from gateway.settings import from_environment as gateway_from_environment
 
@@ -152,6 +159,12 @@ def _load(
     from publisher.settings import from_environment as publisher_from_environment
 
     return publisher_from_environment([])
+
+
+@functools.cache
+def _stand_in_jwks() -> Path:
+    path = Path(tempfile.mkdtemp()) / "jwks.json"
+    return write_jwks({"stand-in": ec_key()}, path)
 
 
 def quantity(text: str) -> int:
@@ -584,4 +597,5 @@ def test_prod_checks_tokens_from_the_mounted_key_set_and_dev_does_not(
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes["jwks"]["configMap"]["name"] == "gateway-jwks"
     assert mounts["jwks"]["readOnly"] is True
-    assert settings.auth_jwks_file.startswith(mounts["jwks"]["mountPath"] + "/")
+    jwks_file = environment(overlay, container)["GATEWAY_AUTH_JWKS_FILE"]
+    assert jwks_file.startswith(mounts["jwks"]["mountPath"] + "/")
