@@ -30,6 +30,7 @@ def server_config(settings: Settings, app: ASGIApp, **overrides: object) -> uvic
         "lifespan": "on",
         # No WebSocket route: a handshake is answered as the plain request it also is.
         "ws": "none",
+        "server_header": False,  # which server and version is nobody's business
     }
     return uvicorn.Config(app, **(options | overrides))  # type: ignore[arg-type]
 

@@ -55,6 +55,7 @@ def assert_security_headers(response: httpx.Response) -> None:
     assert directives["script-src"] == "'self'", where
     assert directives["frame-ancestors"] == "'none'", where
     assert "strict-transport-security" not in response.headers, "HSTS is the ingress's job"
+    assert "server" not in response.headers, f"no server name or version on {where}"
 
 
 async def test_page_static_files_and_problems_carry_the_security_headers(
