@@ -47,7 +47,9 @@ def build_app(settings: Settings, hub: Hub | None = None) -> GatewayApp:
     security = security_headers(settings)
     cors = CorsHeaders(settings)
 
-    async def stocks(request: Request) -> ASGIApp:
+    async def stocks(request: Request, headers: list[tuple[bytes, bytes]] | None = None) -> ASGIApp:
+        """The stream of a /stocks request; `headers` go on its answer (the fast path's
+        security and CORS headers, which the middleware adds on the Starlette route)."""
         # Who first, then what: an unauthenticated caller learns nothing about the query.
         grant = None
         if authenticator is not None:
@@ -55,7 +57,7 @@ def build_app(settings: Settings, hub: Hub | None = None) -> GatewayApp:
         query = parse_query(request.query_params, request.headers, settings.max_symbols)
         if grant is not None:
             query = await authorize(query, grant, stored)
-        return PriceStreamResponse(hub, query, grant)
+        return PriceStreamResponse(hub, query, grant, headers or ())
 
     async def stream_stocks(scope: Scope, receive: Receive, send: Send) -> None:
         """GET /stocks without the middleware stack: the answers get the same headers,
@@ -65,14 +67,12 @@ def build_app(settings: Settings, hub: Hub | None = None) -> GatewayApp:
         headers = [*security, *cors.for_origin(request.headers.get("origin"))]
         response: ASGIApp
         try:
-            response = await stocks(request)
+            response = await stocks(request, headers)
         except GatewayError as exc:
             response = await on_gateway_error(request, exc)
+            response.raw_headers.extend(headers)
         except Exception as exc:
             response = await on_unexpected_error(request, exc)
-        if isinstance(response, PriceStreamResponse):
-            response.extra_headers = headers
-        elif isinstance(response, Response):
             response.raw_headers.extend(headers)
         # This frame lasts as long as the stream; the parsed request is no longer needed.
         del request
