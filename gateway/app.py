@@ -29,7 +29,9 @@ from gateway.page import StoredSymbols, page_routes
 from gateway.query import parse_query
 from gateway.security_headers import CorsHeaders, browser_middleware, security_headers
 from gateway.settings import Settings
-from gateway.streaming import PriceStreamResponse
+from gateway.sse_connection import SseConnection
+from gateway.stream_protocol import Serve
+from gateway.streaming import AsgiSink, Headers, PriceStream, Sink
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +49,9 @@ def build_app(settings: Settings, hub: Hub | None = None) -> GatewayApp:
     security = security_headers(settings)
     cors = CorsHeaders(settings)
 
-    async def stocks(request: Request, headers: list[tuple[bytes, bytes]] | None = None) -> ASGIApp:
-        """The stream of a /stocks request; `headers` go on its answer (the fast path's
-        security and CORS headers, which the middleware adds on the Starlette route)."""
+    async def stocks(request: Request, headers: Headers = ()) -> PriceStream:
+        """The stream of a /stocks request; `headers` go on its answers (the security and
+        CORS headers, which the middleware adds on the Starlette route)."""
         # Who first, then what: an unauthenticated caller learns nothing about the query.
         grant = None
         if authenticator is not None:
@@ -57,26 +59,37 @@ def build_app(settings: Settings, hub: Hub | None = None) -> GatewayApp:
         query = parse_query(request.query_params, request.headers, settings.max_symbols)
         if grant is not None:
             query = await authorize(query, grant, stored)
-        return PriceStreamResponse(hub, query, grant, headers or ())
+        address = request.client.host if request.client else "unknown"
+        return PriceStream(hub, query, address, grant, headers)
 
-    async def stream_stocks(scope: Scope, receive: Receive, send: Send) -> None:
+    async def serve_stocks(request: Request, sink: Sink) -> None:
         """GET /stocks without the middleware stack: the answers get the same headers,
         errors the same problem documents, and each write of the endless stream goes
-        straight to the server instead of through one send wrapper per middleware."""
-        request = Request(scope, receive)
+        straight to the connection (or the server) instead of through one send wrapper
+        per middleware."""
         headers = [*security, *cors.for_origin(request.headers.get("origin"))]
-        response: ASGIApp
         try:
-            response = await stocks(request, headers)
+            stream = await stocks(request, headers)
         except GatewayError as exc:
             response = await on_gateway_error(request, exc)
-            response.raw_headers.extend(headers)
         except Exception as exc:
             response = await on_unexpected_error(request, exc)
-            response.raw_headers.extend(headers)
-        # This frame lasts as long as the stream; the parsed request is no longer needed.
-        del request
-        await response(scope, receive, send)
+        else:
+            # This frame lasts as long as the stream; the parsed request is no longer needed.
+            del request
+            await stream.run(sink)
+            return
+        response.raw_headers.extend(headers)
+        await sink.answer(response)
+
+    async def serve_connection(connection: SseConnection, scope: Scope) -> None:
+        """A GET /stocks handed over by the connection's protocol (gateway.stream_protocol)."""
+        scope["app"] = app
+        await serve_stocks(Request(scope), connection)
+
+    async def stream_stocks(scope: Scope, receive: Receive, send: Send) -> None:
+        """A GET /stocks that took the ASGI way (pipelined behind another request)."""
+        await serve_stocks(Request(scope, receive), AsgiSink(scope, receive, send))
 
     async def healthz(request: Request) -> Response:
         # Answered by the event loop itself: liveness means the loop is not stuck.
@@ -108,6 +121,7 @@ def build_app(settings: Settings, hub: Hub | None = None) -> GatewayApp:
 
     app = GatewayApp(
         stream_stocks,
+        serve_connection,
         routes=[
             Route("/stocks", stocks),
             Route("/healthz", healthz),
@@ -131,11 +145,16 @@ def build_app(settings: Settings, hub: Hub | None = None) -> GatewayApp:
 
 class GatewayApp(Starlette):
     """Starlette, except that GET /stocks goes to `stream_stocks` directly (see build_app);
-    its other methods (HEAD, the CORS preflight, 405s) take the usual way."""
+    its other methods (HEAD, the CORS preflight, 405s) take the usual way.
 
-    def __init__(self, stream_stocks: ASGIApp, **kwargs: Any) -> None:
+    `serve_connection` serves the GET /stocks that uvicorn's protocol hands over with
+    their connection (gateway.stream_protocol, set up by gateway.server): most of them.
+    """
+
+    def __init__(self, stream_stocks: ASGIApp, serve_connection: Serve, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.stream_stocks = stream_stocks
+        self.serve_connection = serve_connection
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/stocks" and scope["method"] == "GET":

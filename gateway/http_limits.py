@@ -15,8 +15,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 
-def bounded_http_protocol(max_header_bytes: int) -> type[HttpToolsProtocol]:
-    """An HttpToolsProtocol answering 431 problem+json past `max_header_bytes`."""
+def bounded_http_protocol(
+    max_header_bytes: int, base: type[HttpToolsProtocol] = HttpToolsProtocol
+) -> type[HttpToolsProtocol]:
+    """`base` (an HttpToolsProtocol) answering 431 problem+json past `max_header_bytes`."""
 
     body = json.dumps(
         {
@@ -32,7 +34,7 @@ def bounded_http_protocol(max_header_bytes: int) -> type[HttpToolsProtocol]:
         b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
     )
 
-    class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    class BoundedHttpToolsProtocol(base):  # type: ignore[valid-type,misc]
         # Slots, not instance attributes: uvicorn's protocol sets 28, and CPython 3.11
         # gives an instance with 30 or more a full dict, ~1.3 KB more per connection.
         __slots__ = ("_header_bytes", "_in_headers", "_refused", "_unparsed_bytes")
@@ -96,6 +98,8 @@ def bounded_http_protocol(max_header_bytes: int) -> type[HttpToolsProtocol]:
 
         def _refuse(self) -> None:
             self._refused = True
+            if self.transport.get_protocol() is not self:
+                return  # handed over to a stream (gateway.stream_protocol): not ours to answer
             self.transport.write(response)
             self.transport.close()
 

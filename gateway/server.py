@@ -10,10 +10,13 @@ from types import FrameType
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gateway.app import GatewayApp
 from gateway.http_limits import bounded_http_protocol
 from gateway.hub import Hub
 from gateway.settings import Settings
+from gateway.stream_protocol import stream_protocol
 
 
 def server_config(settings: Settings, app: ASGIApp, **overrides: object) -> uvicorn.Config:
@@ -21,7 +24,6 @@ def server_config(settings: Settings, app: ASGIApp, **overrides: object) -> uvic
     options: dict[str, object] = {
         "host": settings.host,
         "port": settings.port,
-        "http": bounded_http_protocol(settings.max_header_bytes),
         "log_config": None,  # keep the process's JSON handler
         "access_log": False,  # the gateway logs one line per stream itself
         # Streams end over --drain-period; then a margin for the last writes and consumer
@@ -32,7 +34,11 @@ def server_config(settings: Settings, app: ASGIApp, **overrides: object) -> uvic
         "ws": "none",
         "server_header": False,  # which server and version is nobody's business
     }
-    return uvicorn.Config(app, **(options | overrides))  # type: ignore[arg-type]
+    config = uvicorn.Config(app, **(options | overrides))  # type: ignore[arg-type]
+    # GET /stocks leaves uvicorn's ASGI way once its headers are read (gateway.stream_protocol).
+    base = stream_protocol(app.serve_connection, config) if isinstance(app, GatewayApp) else None
+    config.http = bounded_http_protocol(settings.max_header_bytes, base or HttpToolsProtocol)
+    return config
 
 
 class GatewayServer(uvicorn.Server):

@@ -1,6 +1,10 @@
-"""The /stocks response: one client's SSE stream, from attach to a clean end.
+"""One client's SSE stream, from attach to a clean end, written to a `Sink`.
 
-Per-client resources live in `__call__` (not in a generator handed to StreamingResponse,
+Two sinks carry it: the connection itself (gateway.sse_connection, the way GET /stocks
+normally takes: no ASGI in between) and an ASGI server's `send` (`AsgiSink`, for the
+requests the connection hands to Starlette: HEAD, a pipelined GET).
+
+Per-client resources live in `run` (not in a generator handed to StreamingResponse,
 which is only closed whenever the garbage collector gets to it).
 """
 
@@ -9,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
 
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway import sse
@@ -33,52 +40,80 @@ HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 
+Headers = Sequence[tuple[bytes, bytes]]
 
-class PriceStreamResponse:
-    """An ASGI response streaming prices for one validated query."""
+
+class Sink(Protocol):
+    """Where a stream's bytes go."""
+
+    @property
+    def connected(self) -> bool:
+        """False once the client has gone."""
+
+    def watching(self, feed: ClientFeed) -> AbstractAsyncContextManager[object]:
+        """Inside it, the client going away stops `feed` (CLIENT_CLOSED)."""
+
+    async def answer(self, response: Response) -> None:
+        """A whole answer instead of a stream (a problem), then the end of the exchange."""
+
+    async def begin(self, headers: Headers, body: bytes) -> None:
+        """The 200 answer with `headers`, and the first bytes of its endless body."""
+
+    async def write(self, body: bytes) -> None:
+        """More of the body; waits while the client is not reading."""
+
+    async def end(self, final: bytes) -> None:
+        """The last bytes, within FINAL_WRITE_TIMEOUT; a client that does not read them
+        loses its connection instead."""
+
+
+class PriceStream:
+    """The stream of prices for one validated query."""
+
+    __slots__ = ("address", "extra_headers", "grant", "hub", "query")
 
     def __init__(
         self,
         hub: Hub,
         query: StreamQuery,
+        address: str,
         grant: Grant | None = None,
-        headers: Sequence[tuple[bytes, bytes]] = (),
+        headers: Headers = (),
     ) -> None:
         self.hub = hub
         self.query = query
+        self.address = address
         self.grant = grant
-        self.extra_headers = list(headers)  # security and CORS, on every answer
+        self.extra_headers = headers  # security and CORS, on every answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        client = scope.get("client")
-        address = client[0] if client else "unknown"
+        """As an ASGI app (Starlette's route)."""
+        await self.run(AsgiSink(scope, receive, send))
+
+    async def run(self, sink: Sink) -> None:
         try:
-            async with self.hub.attach(self.query, address) as feed:
-                await self._stream(feed, receive, send)
+            async with (
+                self.hub.attach(self.query, self.address) as feed,
+                sink.watching(feed),
+            ):
+                await self._stream(feed, sink)
         except GatewayError as exc:
             # attach() raises only before the response has started.
             self.hub.metrics.errors.labels(exc.kind).inc()
             problem = problem_for(exc)
             problem.raw_headers.extend(self.extra_headers)
-            await problem(scope, receive, send)
+            await sink.answer(problem)
 
-    async def _stream(self, feed: ClientFeed, receive: Receive, send: Send) -> None:
+    async def _stream(self, feed: ClientFeed, sink: Sink) -> None:
         started = time.monotonic()
         settings = self.hub.settings
         metrics = self.hub.metrics
         head = sse.retry_frame(settings.retry)
         if (reset := feed.start.reset) is not None:
-            head += sse.reset_frame(reset.reason, reset.detail)
+            head += sse.reset_frame(reason=reset.reason, detail=reset.detail)
             metrics.resets_sent.labels(reset.reason).inc()
-        # Built in the call: a local would live as long as the stream.
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [*HEADERS, *self.extra_headers],
-            }
-        )
-        await send(_body(head))
+        await sink.begin([*HEADERS, *self.extra_headers], head)
+        self.extra_headers = ()  # sent; not kept for the life of the stream
         logger.info(
             "stream opened",
             extra={
@@ -98,36 +133,34 @@ class PriceStreamResponse:
         feed.attach_writer(task, loop.time())
         expiry = self._end_at_expiry(feed, loop)
         try:
-            async with asyncio.TaskGroup() as tg:
-                watcher = tg.create_task(_stop_on_disconnect(receive, feed))
-                try:
-                    while True:
-                        frames = await feed.next_frames(settings.heartbeat)
-                        # A client that does not read blocks this write once the socket's
-                        # buffers are full; the hub's sweep cancels a write stuck past
-                        # --send-timeout: the client loses its stream, not events.
-                        feed.writing(loop.time())
-                        await send(_body(frames.body if frames else sse.HEARTBEAT))
-                        feed.written(loop.time())
-                        if frames:
-                            sent += frames.events
-                            metrics.events_sent.inc(frames.events)
-                            if frames.published is not None:
-                                lag = max(0.0, time.time() - frames.published)
-                                metrics.publish_to_send_seconds.observe(lag)
-                except StreamEndedError as end:
-                    reason = str(end)
-                    if reason not in {CLIENT_CLOSED, DRAINING, TOKEN_EXPIRED}:
-                        metrics.errors.labels(CONSUMER_LOST).inc()
-                except asyncio.CancelledError:
-                    if not feed.too_slow or task is None:
-                        raise
-                    task.uncancel()  # the sweep's cancel, not the server's
-                    reason = SLOW_CLIENT
-                    metrics.slow_client_disconnects.inc()
-                if not watcher.done():
-                    await _end(send, reason)
-                    watcher.cancel()
+            try:
+                while True:
+                    frames = await feed.next_frames(settings.heartbeat)
+                    # A client that does not read blocks this write once the socket's
+                    # buffers are full; the hub's sweep cancels a write stuck past
+                    # --send-timeout: the client loses its stream, not events.
+                    feed.writing(loop.time())
+                    await sink.write(frames.body if frames else sse.HEARTBEAT)
+                    feed.written(loop.time())
+                    if frames:
+                        sent += frames.events
+                        metrics.events_sent.inc(frames.events)
+                        if frames.published is not None:
+                            lag = max(0.0, time.time() - frames.published)
+                            metrics.publish_to_send_seconds.observe(lag)
+            except StreamEndedError as end:
+                reason = str(end)
+                if reason not in {CLIENT_CLOSED, DRAINING, TOKEN_EXPIRED}:
+                    metrics.errors.labels(CONSUMER_LOST).inc()
+            except asyncio.CancelledError:
+                if not feed.too_slow or task is None:
+                    raise
+                task.uncancel()  # the sweep's cancel, not the server's
+                reason = SLOW_CLIENT
+                metrics.slow_client_disconnects.inc()
+            if sink.connected:
+                # Say why, so the browser reconnects and resumes from its last id.
+                await sink.end(sse.comment_frame(f"stream ended: {reason}; reconnect to resume"))
         finally:
             if expiry is not None:
                 expiry.cancel()
@@ -157,15 +190,45 @@ class PriceStreamResponse:
         return loop.call_later(delay, feed.stop, TOKEN_EXPIRED)
 
 
-async def _end(send: Send, reason: str) -> None:
-    """Say why, and end the chunked body cleanly, so the browser reconnects and resumes
-    from its last id. A client that does not read gets its socket closed instead."""
-    final = sse.comment_frame(f"stream ended: {reason}; reconnect to resume")
-    try:
-        async with asyncio.timeout(FINAL_WRITE_TIMEOUT):
-            await send({"type": "http.response.body", "body": final, "more_body": False})
-    except TimeoutError:
-        logger.info("final write abandoned", extra={"reason": reason})
+class AsgiSink:
+    """A stream written through an ASGI server's `send`."""
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._scope = scope
+        self._receive = receive
+        self._send = send
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._watcher is None or not self._watcher.done()
+
+    @asynccontextmanager
+    async def watching(self, feed: ClientFeed) -> AsyncIterator[object]:
+        # ASGI tells of a disconnect only through receive(): one task waits on it.
+        async with asyncio.TaskGroup() as tg:
+            self._watcher = tg.create_task(_stop_on_disconnect(self._receive, feed))
+            try:
+                yield self
+            finally:
+                self._watcher.cancel()
+
+    async def answer(self, response: Response) -> None:
+        await response(self._scope, self._receive, self._send)
+
+    async def begin(self, headers: Headers, body: bytes) -> None:
+        await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+        await self.write(body)
+
+    async def write(self, body: bytes) -> None:
+        await self._send(_body(body))
+
+    async def end(self, final: bytes) -> None:
+        try:
+            async with asyncio.timeout(FINAL_WRITE_TIMEOUT):
+                await self._send({"type": "http.response.body", "body": final, "more_body": False})
+        except TimeoutError:
+            logger.info("final write abandoned")
 
 
 def _body(chunk: bytes) -> Message:

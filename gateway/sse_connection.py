@@ -1,0 +1,151 @@
+"""A /stocks connection once its request has been read: the stream writes to the socket.
+
+uvicorn's protocol hands the transport over to an `SseConnection` (gateway.stream_protocol),
+so an open stream holds this object instead of uvicorn's parser, request cycle, ASGI task,
+flow-control events and the ASGI messages of each write: a few hundred bytes instead of
+~10 KB per connection, and one `transport.write` per coalesced write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.responses import Response
+from uvicorn.server import ServerState
+
+from gateway.client_feed import ClientFeed
+from gateway.hub import DRAINING
+from gateway.streaming import CLIENT_CLOSED, FINAL_WRITE_TIMEOUT, Headers
+
+STREAM_HEAD = b"HTTP/1.1 200 OK\r\n"
+
+
+class SseConnection(asyncio.Protocol):
+    """The protocol of a streaming connection, and the stream's sink (streaming.Sink).
+
+    The client has nothing more to say once it has asked for the stream: what it sends is
+    dropped, and its end (or a reset) ends the stream. The connection closes when the
+    stream ends, so a browser reconnects afresh, possibly to another replica.
+    """
+
+    __slots__ = ("_chunked", "_server", "_waiter", "closed", "feed", "paused", "transport")
+
+    def __init__(self, transport: asyncio.Transport, server: ServerState, *, chunked: bool) -> None:
+        self.transport = transport
+        # uvicorn's server: its shutdown calls `shutdown()` on each of its connections and
+        # waits for them to close; its default headers (Date) go on each answer.
+        self._server = server
+        server.connections.add(self)  # type: ignore[arg-type]
+        self._chunked = chunked  # HTTP/1.0 has no chunked encoding: the close ends the body
+        self.feed: ClientFeed | None = None  # once attached
+        self.closed = False
+        self.paused = False  # the transport's buffer is over its high-water mark
+        self._waiter: asyncio.Future[None] | None = None
+
+    # asyncio.Protocol
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool | None:
+        return None  # the transport closes; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._server.connections.discard(self)
+        if self.feed is not None:
+            self.feed.stop(CLIENT_CLOSED)
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self._wake()
+
+    def shutdown(self) -> None:
+        """uvicorn's server stopping (the hub has drained the streams before)."""
+        if self.feed is not None:
+            self.feed.stop(DRAINING)
+
+    # streaming.Sink
+
+    @property
+    def connected(self) -> bool:
+        return not self.closed
+
+    @asynccontextmanager
+    async def watching(self, feed: ClientFeed) -> AsyncIterator[object]:
+        self.feed = feed
+        if self.closed:  # gone while its stream was being attached
+            feed.stop(CLIENT_CLOSED)
+        try:
+            yield self
+        finally:
+            self.feed = None
+
+    async def answer(self, response: Response) -> None:
+        status = response.status_code
+        head = [b"HTTP/1.1 %d %s\r\n" % (status, http.HTTPStatus(status).phrase.encode())]
+        _append_headers(head, self._server.default_headers)
+        _append_headers(head, response.raw_headers)
+        head.append(b"connection: close\r\n\r\n")
+        head.append(bytes(response.body))
+        self._close_after(b"".join(head))
+
+    async def begin(self, headers: Headers, body: bytes) -> None:
+        head = [STREAM_HEAD]
+        _append_headers(head, self._server.default_headers)
+        _append_headers(head, headers)
+        if self._chunked:
+            head.append(b"transfer-encoding: chunked\r\n")
+        head.append(b"connection: close\r\n\r\n")
+        head.append(self._framed(body))
+        self.transport.write(b"".join(head))
+        await self._drain()
+
+    async def write(self, body: bytes) -> None:
+        if self.closed:
+            return
+        self.transport.write(self._framed(body))
+        if self.paused:
+            await self._drain()
+
+    async def end(self, final: bytes) -> None:
+        if not self.closed:
+            self._close_after(self._framed(final) + b"0\r\n\r\n" if self._chunked else final)
+
+    # Internals
+
+    def _framed(self, body: bytes) -> bytes:
+        return b"%x\r\n%b\r\n" % (len(body), body) if self._chunked else body
+
+    async def _drain(self) -> None:
+        while self.paused and not self.closed:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._waiter = None
+
+    def _close_after(self, data: bytes) -> None:
+        """Write the last bytes and close; a client that has not read them within
+        FINAL_WRITE_TIMEOUT is cut off (a close waits for the buffer to empty)."""
+        transport = self.transport
+        transport.write(data)
+        transport.close()
+        if transport.get_write_buffer_size():
+            asyncio.get_running_loop().call_later(FINAL_WRITE_TIMEOUT, transport.abort)
+
+
+def _append_headers(head: list[bytes], headers: Headers) -> None:
+    # The gateway's own headers: constants, and at most an allow-listed Origin echoed.
+    for name, value in headers:
+        head.append(b"%b: %b\r\n" % (name, value))

@@ -1,0 +1,133 @@
+"""uvicorn's httptools protocol, handing GET /stocks connections over to the stream.
+
+Once the request line and headers of a GET /stocks are parsed, the transport is given to
+an `SseConnection` and the request to the gateway's `serve` (app.py): the stream runs
+in one task and writes to the socket itself. Every other request, and a GET /stocks that
+cannot be handed over (pipelined behind another request, a protocol upgrade), takes
+uvicorn's ASGI way as usual, where the same stream is served through `send`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httptools
+from uvicorn.config import Config
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from gateway.sse_connection import SseConnection
+
+STOCKS_PATH = b"/stocks"
+
+# The gateway's side: answers one handed-over request (a scope as ASGI has it).
+Serve = Callable[[SseConnection, dict[str, Any]], Awaitable[None]]
+
+
+def stream_protocol(serve: Serve, config: Config) -> type[HttpToolsProtocol]:
+    """An HttpToolsProtocol handing GET /stocks to `serve`."""
+
+    # uvicorn applies X-Forwarded-For of trusted proxies in a middleware around the app;
+    # a handed-over request gets the same rewriting.
+    proxy = (
+        ProxyHeadersMiddleware(_nothing, config.forwarded_allow_ips)
+        if config.proxy_headers
+        else None
+    )
+
+    class StreamHandoverProtocol(HttpToolsProtocol):
+        __slots__ = ("_handed_over",)
+
+        def __init__(
+            self,
+            config: Config,
+            server_state: ServerState,
+            app_state: dict[str, Any],
+            _loop: asyncio.AbstractEventLoop | None = None,
+        ) -> None:
+            super().__init__(config, server_state, app_state, _loop)
+            self._handed_over = False
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._handed_over:
+                # The parser and this protocol refer to each other: let both go now rather
+                # than at the next collection. The connection has a new protocol.
+                self.parser = None  # type: ignore[assignment]
+
+        def on_headers_complete(self) -> None:
+            if self._handed_over:
+                return  # a request pipelined behind the stream: never answered
+            path = self._stream_path()
+            if path is None:
+                super().on_headers_complete()
+                return
+            self._handed_over = True
+            http_version = self.parser.get_http_version()
+            scope: dict[str, Any] = {
+                **self.scope,
+                "method": "GET",
+                "http_version": http_version,
+                "path": path.path.decode("ascii"),
+                "raw_path": path.path,
+                "query_string": path.query or b"",
+            }
+            connection = SseConnection(
+                self.transport, self.server_state, chunked=http_version == "1.1"
+            )
+            self.connections.discard(self)
+            self.transport.set_protocol(connection)
+            task = self.loop.create_task(self._serve(connection, scope))
+            task.add_done_callback(self.tasks.discard)
+            self.tasks.add(task)
+
+        async def _serve(self, connection: SseConnection, scope: dict[str, Any]) -> None:
+            if proxy is not None:
+                await proxy(scope, _nothing, _nothing)  # type: ignore[arg-type]
+            await serve(connection, scope)
+
+        def _stream_path(self) -> Any:
+            """The parsed URL of a GET /stocks this connection can hand over, else None."""
+            parser = self.parser
+            if parser.get_method() != b"GET" or parser.should_upgrade():
+                return None
+            if self.cycle is not None and not self.cycle.response_complete:
+                return None  # pipelined: the answer before it is still being written
+            url = httptools.parse_url(self.url)
+            return url if url.path == STOCKS_PATH else None
+
+        # What the parser still finds after the handed-over request is not answered: the
+        # connection belongs to the stream now.
+
+        def send_400_response(self, msg: str) -> None:
+            if not self._handed_over:
+                super().send_400_response(msg)
+
+        def on_message_begin(self) -> None:
+            if not self._handed_over:
+                super().on_message_begin()
+
+        def on_url(self, url: bytes) -> None:
+            if not self._handed_over:
+                super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            if not self._handed_over:  # the handed-over request's headers stay its own
+                super().on_header(name, value)
+
+        def on_body(self, body: bytes) -> None:
+            if not self._handed_over:
+                super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            if not self._handed_over:
+                super().on_message_complete()
+
+    return StreamHandoverProtocol
+
+
+async def _nothing(*args: object) -> None:
+    """The app behind the proxy-headers middleware: the scope is all that is wanted."""
