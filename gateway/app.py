@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -82,10 +82,11 @@ def build_app(settings: Settings, hub: Hub | None = None) -> GatewayApp:
         response.raw_headers.extend(headers)
         await sink.answer(response)
 
-    async def serve_connection(connection: SseConnection, scope: Scope) -> None:
-        """A GET /stocks handed over by the connection's protocol (gateway.stream_protocol)."""
+    def serve_connection(connection: SseConnection, scope: Scope) -> Coroutine[Any, Any, None]:
+        """A GET /stocks handed over by the connection's protocol (gateway.stream_protocol);
+        no frame keeps the scope once the stream is open."""
         scope["app"] = app
-        await serve_stocks(Request(scope), connection)
+        return serve_stocks(Request(scope), connection)
 
     async def stream_stocks(scope: Scope, receive: Receive, send: Send) -> None:
         """A GET /stocks that took the ASGI way (pipelined behind another request)."""

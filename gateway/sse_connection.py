@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import http
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import logging
 
 from starlette.responses import Response
 from uvicorn.server import ServerState
@@ -21,6 +20,8 @@ from gateway.hub import DRAINING
 from gateway.streaming import CLIENT_CLOSED, FINAL_WRITE_TIMEOUT, Headers
 
 STREAM_HEAD = b"HTTP/1.1 200 OK\r\n"
+
+logger = logging.getLogger(__name__)
 
 
 class SseConnection(asyncio.Protocol):
@@ -67,6 +68,14 @@ class SseConnection(asyncio.Protocol):
         self.paused = False
         self._wake()
 
+    def served(self, task: asyncio.Task[None]) -> None:
+        """The stream's task is done. Ended cleanly, it has closed the connection; cut
+        short (cancelled when the server stops, or failed), the client must not hang."""
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.error("stream failed", exc_info=exc)
+        if not self.transport.is_closing():
+            self.transport.abort()
+
     def shutdown(self) -> None:
         """uvicorn's server stopping (the hub has drained the streams before)."""
         if self.feed is not None:
@@ -78,17 +87,22 @@ class SseConnection(asyncio.Protocol):
     def connected(self) -> bool:
         return not self.closed
 
-    @asynccontextmanager
-    async def watching(self, feed: ClientFeed) -> AsyncIterator[object]:
+    def watching(self, feed: ClientFeed) -> SseConnection:
+        # Itself, not a generator-based context manager: one object less per stream.
         self.feed = feed
         if self.closed:  # gone while its stream was being attached
             feed.stop(CLIENT_CLOSED)
-        try:
-            yield self
-        finally:
-            self.feed = None
+        return self
+
+    async def __aenter__(self) -> SseConnection:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.feed = None
 
     async def answer(self, response: Response) -> None:
+        if self.closed:
+            return
         status = response.status_code
         head = [b"HTTP/1.1 %d %s\r\n" % (status, http.HTTPStatus(status).phrase.encode())]
         _append_headers(head, self._server.default_headers)
@@ -98,6 +112,8 @@ class SseConnection(asyncio.Protocol):
         self._close_after(b"".join(head))
 
     async def begin(self, headers: Headers, body: bytes) -> None:
+        if self.closed:
+            return  # the feed is stopped: the stream ends before its first write
         head = [STREAM_HEAD]
         _append_headers(head, self._server.default_headers)
         _append_headers(head, headers)

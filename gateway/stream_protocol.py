@@ -10,7 +10,7 @@ uvicorn's ASGI way as usual, where the same stream is served through `send`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import httptools
@@ -23,8 +23,9 @@ from gateway.sse_connection import SseConnection
 
 STOCKS_PATH = b"/stocks"
 
-# The gateway's side: answers one handed-over request (a scope as ASGI has it).
-Serve = Callable[[SseConnection, dict[str, Any]], Awaitable[None]]
+# The gateway's side: the coroutine answering one handed-over request (a scope as ASGI
+# has it). Made at once, so that no frame of this module outlives the hand-over.
+Serve = Callable[[SseConnection, dict[str, Any]], Coroutine[Any, Any, None]]
 
 
 def stream_protocol(serve: Serve, config: Config) -> type[HttpToolsProtocol]:
@@ -75,19 +76,18 @@ def stream_protocol(serve: Serve, config: Config) -> type[HttpToolsProtocol]:
                 "raw_path": path.path,
                 "query_string": path.query or b"",
             }
+            if proxy is not None:
+                _run_to_end(proxy(scope, _nothing, _nothing))  # type: ignore[arg-type]
             connection = SseConnection(
                 self.transport, self.server_state, chunked=http_version == "1.1"
             )
             self.connections.discard(self)
             self.transport.set_protocol(connection)
-            task = self.loop.create_task(self._serve(connection, scope))
+            # Neither this protocol nor its scope is referred to by the task: both go now.
+            task = self.loop.create_task(serve(connection, scope))
             task.add_done_callback(self.tasks.discard)
+            task.add_done_callback(connection.served)
             self.tasks.add(task)
-
-        async def _serve(self, connection: SseConnection, scope: dict[str, Any]) -> None:
-            if proxy is not None:
-                await proxy(scope, _nothing, _nothing)  # type: ignore[arg-type]
-            await serve(connection, scope)
 
         def _stream_path(self) -> Any:
             """The parsed URL of a GET /stocks this connection can hand over, else None."""
@@ -131,3 +131,14 @@ def stream_protocol(serve: Serve, config: Config) -> type[HttpToolsProtocol]:
 
 async def _nothing(*args: object) -> None:
     """The app behind the proxy-headers middleware: the scope is all that is wanted."""
+
+
+def _run_to_end(step: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine that never suspends (the proxy-headers middleware in front of
+    `_nothing`) to its end, here and now."""
+    try:
+        step.send(None)
+    except StopIteration:
+        return
+    step.close()
+    raise RuntimeError("the proxy-headers middleware suspended")

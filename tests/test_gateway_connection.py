@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -65,7 +66,11 @@ class RawStream:
         return await self._read(self.reader.readuntil(marker))
 
     async def closed(self) -> bool:
-        return await self._read(self.reader.read()) == b""
+        """True when the server ends the connection (a close or a reset) with nothing more."""
+        try:
+            return await self._read(self.reader.read()) == b""
+        except ConnectionResetError:
+            return True
 
     async def _read(self, read: Awaitable[T]) -> T:
         async with asyncio.timeout(READ_TIMEOUT):
@@ -230,3 +235,22 @@ async def test_a_client_that_goes_away_leaves_nothing_behind(
             await stream.chunk()
     await assert_unharmed(gateway, js)
     await eventually(lambda: handed_over(gateway) == 0, within=5, what="connections gone")
+
+
+async def test_a_stream_that_fails_is_cut_off_and_logged_and_the_gateway_serves_on(
+    start_gateway: StartGateway, js: JetStreamContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway = await start_gateway()
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("injected fault")
+
+    attach = gateway.hub.attach
+    gateway.hub.attach = broken  # type: ignore[method-assign,assignment]
+    with caplog.at_level(logging.ERROR, logger="gateway"):
+        async with connect(gateway, get("/stocks?symbols=AAPL")) as stream:
+            assert await stream.closed()  # cut off, not left hanging
+    assert any(r.message == "stream failed" and r.exc_info for r in caplog.records)
+    gateway.hub.attach = attach  # type: ignore[method-assign]
+    await assert_unharmed(gateway, js)
+    assert handed_over(gateway) == 0
