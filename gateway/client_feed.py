@@ -12,15 +12,20 @@ had to drop events past S (a long catch-up), it keeps reading its consumer inste
 
 A live client that falls behind its buffer's bound goes back to a consumer of its own,
 from the sequence after its last event: JetStream holds the backlog, not the gateway.
+
+A live client whose task is waiting, on a connection that can take bytes now, is written
+to by the live feed's flush itself (`deliver_now`): no task switch per client and write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Protocol
 
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
@@ -39,6 +44,16 @@ logger = logging.getLogger(__name__)
 ConsumerFactory = Callable[[DeliverPolicy, int | None], PullConsumer]
 
 
+class DirectSink(Protocol):
+    """A sink that can take a write at once, without waiting (the connection itself)."""
+
+    @property
+    def ready(self) -> bool:
+        """True when a write now would not have to wait (open, buffer under its mark)."""
+
+    def write_now(self, body: bytes) -> None: ...
+
+
 @dataclass(slots=True)
 class Frames:
     """What one write carries."""
@@ -54,18 +69,21 @@ class ClientFeed:
     # One per open stream, for as long as it is open.
     __slots__ = (
         "_catching_up",
+        "_direct",
         "_framer",
         "_id_prefix",
         "_last_sequence",
         "_last_write",
         "_metrics",
         "_open_consumer",
+        "_parked",
         "_stopped",
         "_subscriber",
         "_writer",
         "_writing_since",
         "client_id",
         "consumer",
+        "sent",
         "start",
         "too_slow",
     )
@@ -95,6 +113,9 @@ class ClientFeed:
         self._writing_since: float | None = None
         self._last_write = 0.0
         self.too_slow = False  # set by the sweep when it cancels a stuck write
+        self.sent = 0  # events written
+        self._direct: DirectSink | None = None
+        self._parked = False  # the writer task waits for live events
 
     async def __aenter__(self) -> ClientFeed:
         assert self.consumer is not None
@@ -107,8 +128,16 @@ class ClientFeed:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._subscriber is not None:
+            self._subscriber.deliver = None  # it refers back to this feed
         if self.consumer is not None:
             await self.consumer.close()
+
+    def write_directly(self, sink: DirectSink) -> None:
+        """Let the live feed write due events to `sink` itself while the writer waits."""
+        self._direct = sink
+        if self._subscriber is not None:
+            self._subscriber.deliver = self.deliver_now
 
     @property
     def live(self) -> bool:
@@ -195,10 +224,14 @@ class ClientFeed:
         subscriber = self._subscriber
         assert subscriber is not None
         if not subscriber.events:
-            # No timer per wait: the live feed's flush tick wakes it when events are due,
-            # the hub's sweep when a heartbeat is due.
+            # No timer per wait: the live feed's flush tick wakes it (or writes for it)
+            # when events are due, the hub's sweep when a heartbeat is due.
             subscriber.wake.clear()
-            await subscriber.wake.wait()
+            self._parked = True
+            try:
+                await subscriber.wake.wait()
+            finally:
+                self._parked = False
         if self._stopped is not None:
             raise StreamEndedError(self._stopped)
         if subscriber.ended is not None:
@@ -214,6 +247,35 @@ class ClientFeed:
         events = subscriber.take()
         self._last_sequence = events[-1].sequence
         return Frames(b"".join([event.frame for event in events]), len(events), events[0].published)
+
+    def deliver_now(self, now: float) -> bool:
+        """Write the subscriber's due events to the sink here and now, in the live feed's
+        flush; False when the writer task must do it (it is busy, the feed is ending or
+        falling back, or the connection cannot take bytes now): the flush wakes it."""
+        subscriber = self._subscriber
+        direct = self._direct
+        if (
+            not self._parked
+            or self._stopped is not None
+            or subscriber is None
+            or subscriber.ended is not None
+            or subscriber.overflowed
+            or direct is None
+            or not direct.ready
+        ):
+            return False
+        subscriber.discard_through(self._last_sequence)
+        if not subscriber.events:
+            return True
+        events = subscriber.take()
+        self._last_sequence = events[-1].sequence
+        direct.write_now(b"".join([event.frame for event in events]))
+        self._last_write = now
+        self.sent += len(events)
+        self._metrics.events_sent.inc(len(events))
+        if (published := events[0].published) is not None:
+            self._metrics.publish_to_send_seconds.observe(max(0.0, time.time() - published))
+        return True
 
     # The write watch. Writes are timed by a once-a-second sweep of all feeds rather than
     # by a timer per write (timers were a quarter of the gateway's CPU under load).

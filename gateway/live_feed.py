@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from nats.aio.client import Client as NATS
@@ -55,6 +55,7 @@ class Subscriber:
     """
 
     __slots__ = (
+        "deliver",
         "dropped_through",
         "due",
         "ended",
@@ -79,6 +80,8 @@ class Subscriber:
         self.ended: str | None = None
         self.wake = Wakeup()  # only the client's own task waits on it
         self.due = False  # in the live feed's list of subscribers to wake at the next tick
+        # Writes the due events at once (client_feed.ClientFeed.deliver_now); False: wake.
+        self.deliver: Callable[[float], bool] | None = None
 
     def offer(self, event: LiveEvent) -> bool:
         """Buffer `event`; True when the subscriber should be added to the wake list."""
@@ -197,9 +200,12 @@ class LiveFeed:
 
     def _wake_due(self) -> None:
         due, self._due = self._due, []
+        now = asyncio.get_running_loop().time()
         for subscriber in due:
             subscriber.due = False
-            subscriber.wake.set()
+            deliver = subscriber.deliver
+            if deliver is None or not deliver(now):
+                subscriber.wake.set()
 
     def repull(self) -> None:
         if self._consumer is not None:

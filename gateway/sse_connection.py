@@ -87,6 +87,19 @@ class SseConnection(asyncio.Protocol):
     def connected(self) -> bool:
         return not self.closed
 
+    @property
+    def direct(self) -> SseConnection:
+        return self
+
+    # client_feed.DirectSink
+
+    @property
+    def ready(self) -> bool:
+        return not self.closed and not self.paused
+
+    def write_now(self, body: bytes) -> None:
+        self.transport.write(self._framed(body))
+
     def watching(self, feed: ClientFeed) -> SseConnection:
         # Itself, not a generator-based context manager: one object less per stream.
         self.feed = feed

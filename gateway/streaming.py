@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway import sse
-from gateway.client_feed import ClientFeed
+from gateway.client_feed import ClientFeed, DirectSink
 from gateway.errors import GatewayError, StreamEndedError, problem_for
 from gateway.grants import Grant
 from gateway.hub import DRAINING, Hub
@@ -49,6 +49,10 @@ class Sink(Protocol):
     @property
     def connected(self) -> bool:
         """False once the client has gone."""
+
+    @property
+    def direct(self) -> DirectSink | None:
+        """The sink as one the live feed may write to itself, if it is one."""
 
     def watching(self, feed: ClientFeed) -> AbstractAsyncContextManager[object]:
         """Inside it, the client going away stops `feed` (CLIENT_CLOSED)."""
@@ -126,11 +130,13 @@ class PriceStream:
             },
         )
         metrics.open_streams.inc()
-        sent = 0
         reason = CLIENT_CLOSED
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         feed.attach_writer(task, loop.time())
+        if (direct := sink.direct) is not None:
+            feed.write_directly(direct)
+            del direct
         expiry = self._end_at_expiry(feed, loop)
         try:
             try:
@@ -143,7 +149,7 @@ class PriceStream:
                     await sink.write(frames.body if frames else sse.HEARTBEAT)
                     feed.written(loop.time())
                     if frames:
-                        sent += frames.events
+                        feed.sent += frames.events
                         metrics.events_sent.inc(frames.events)
                         if frames.published is not None:
                             lag = max(0.0, time.time() - frames.published)
@@ -173,7 +179,7 @@ class PriceStream:
                     "symbols": self.query.symbols or "*",
                     "position": str(self.query.position or ""),
                     "reason": reason,
-                    "sent": sent,
+                    "sent": feed.sent,
                     "seconds": round(time.monotonic() - started, 3),
                 },
             )
@@ -202,6 +208,10 @@ class AsgiSink:
     @property
     def connected(self) -> bool:
         return self._watcher is None or not self._watcher.done()
+
+    @property
+    def direct(self) -> None:
+        return None  # every write goes through the server's send()
 
     @asynccontextmanager
     async def watching(self, feed: ClientFeed) -> AsyncIterator[object]:

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -599,3 +600,15 @@ def test_prod_checks_tokens_from_the_mounted_key_set_and_dev_does_not(
     assert mounts["jwks"]["readOnly"] is True
     jwks_file = environment(overlay, container)["GATEWAY_AUTH_JWKS_FILE"]
     assert jwks_file.startswith(mounts["jwks"]["mountPath"] + "/")
+
+
+def test_the_image_tags_and_the_api_description_carry_the_package_version() -> None:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    api = yaml.safe_load((ROOT / "gateway" / "openapi.yaml").read_text())
+    assert api["info"]["version"] == version
+    for path in (DEPLOY / "base", DEPLOY / "overlays" / "prod"):
+        kustomization = yaml.safe_load((path / "kustomization.yaml").read_text())
+        tags = {image["name"]: image["newTag"] for image in kustomization.get("images", [])}
+        assert tags, f"{path}: no image tags"
+        assert set(tags.values()) == {version}, f"{path}: {tags}"
+    assert f"price-gateway:{version} ." in (DEPLOY / "README.md").read_text()

@@ -18,6 +18,7 @@ from typing import TypeVar
 import pytest
 from nats.js import JetStreamContext
 
+from gateway.client_feed import ClientFeed
 from gateway.sse_connection import SseConnection
 from tests.aftermath import assert_unharmed
 from tests.conftest import RunningGateway, StartGateway
@@ -254,3 +255,36 @@ async def test_a_stream_that_fails_is_cut_off_and_logged_and_the_gateway_serves_
     gateway.hub.attach = attach  # type: ignore[method-assign]
     await assert_unharmed(gateway, js)
     assert handed_over(gateway) == 0
+
+
+async def test_live_events_are_written_by_the_flush_itself_while_the_writer_waits(
+    start_gateway: StartGateway, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written_by_flush: list[bool] = []
+    deliver_now = ClientFeed.deliver_now
+
+    def counted(feed: ClientFeed, now: float) -> bool:
+        written_by_flush.append(result := deliver_now(feed, now))
+        return result
+
+    monkeypatch.setattr(ClientFeed, "deliver_now", counted)
+    gateway = await start_gateway(shared_feed=True)
+    async with connect(gateway, get("/stocks?symbols=AAPL")) as stream:
+        assert (await stream.head()).status == 200
+        await stream.chunk()  # retry
+        await eventually(
+            lambda: gateway.hub.live is not None and gateway.hub.open_streams == 1,
+            within=5,
+            what="stream attached",
+        )
+        ids = []
+        for price in range(10):
+            sequence = await publish(js, "AAPL", f"{100 + price}")
+            ids.append(await event_id(js, sequence))
+            frame = await stream.chunk()
+            while frame == b": heartbeat\n\n":
+                frame = await stream.chunk()
+            # One event per chunk: each was published after the previous one arrived.
+            assert frame.startswith(f"id: {ids[-1]}\n".encode()), frame
+    assert written_by_flush.count(True) >= 9, written_by_flush
+    await assert_unharmed(gateway, js)
