@@ -99,7 +99,6 @@ class Hub:
         self._background.append(self._tasks.create_task(self._sweep()))
         if self.settings.shared_feed:
             self.live = LiveFeed(nc, self.js, self.settings, self.metrics, self.framer)
-            self._background.append(self._tasks.create_task(self.live.flush_ticks()))
             await self.live.run()  # until the hub closes
 
     async def _sweep(self) -> None:

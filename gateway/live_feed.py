@@ -152,6 +152,8 @@ class LiveFeed:
         self.running = asyncio.Event()
         self._coalesce = settings.coalesce
         self._due: list[Subscriber] = []
+        self._flush: asyncio.TimerHandle | None = None  # the next flush, while any is due
+        self._flushed_at = 0.0  # loop time of the last flush
         self._changed = asyncio.Event()  # replaced at each change; waiters hold the old one
         self._consumer: PullConsumer | None = None
         self._generations = itertools.count(1)
@@ -189,14 +191,18 @@ class LiveFeed:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def flush_ticks(self) -> None:
-        """Wake the subscribers with new events, every --coalesce seconds: one timer for
-        the process instead of one per client, and several events per write."""
-        if not self._coalesce:
-            return  # each dispatch wakes its subscribers itself
-        while True:
-            await asyncio.sleep(self._coalesce)
-            self._wake_due()
+    def _schedule_flush(self) -> None:
+        """Write (or wake) the due subscribers at most once per --coalesce seconds: at once
+        when the last flush is that long ago (a lone tick is not held back), else when it
+        will be (ticks in between join the same writes). No timer while nothing is due."""
+        if self._flush is None:
+            loop = asyncio.get_running_loop()
+            self._flush = loop.call_at(self._flushed_at + self._coalesce, self._flush_due)
+
+    def _flush_due(self) -> None:
+        self._flush = None
+        self._flushed_at = asyncio.get_running_loop().time()
+        self._wake_due()
 
     def _wake_due(self) -> None:
         due, self._due = self._due, []
@@ -217,6 +223,13 @@ class LiveFeed:
         Streams wait through a short interruption (the feed resumes at the next sequence);
         if it lasts, they end, so their clients resume elsewhere by Last-Event-ID.
         """
+        try:
+            await self._keep_following()
+        finally:
+            if self._flush is not None:
+                self._flush.cancel()
+
+    async def _keep_following(self) -> None:
         loop = asyncio.get_running_loop()
         down_since: float | None = None
         while True:
@@ -294,6 +307,8 @@ class LiveFeed:
                     due.append(subscriber)
         if not self._coalesce:
             self._wake_due()
+        elif due:
+            self._schedule_flush()
 
     def _end_all(self, reason: str) -> None:
         for subscriber in self._everything.union(*self._by_subject.values()):

@@ -52,7 +52,9 @@ class Settings(CommonSettings):
         "reads its own consumer for good)",
     )
     coalesce: float = setting(
-        0.02, "seconds a live client's write waits for more events to join it (0: none)"
+        0.02,
+        "live writes go out at most once per this many seconds, events arriving in between "
+        "join them (0: every event at once)",
     )
     max_pending_bytes: int = setting(
         4 * 1024 * 1024, "bytes of live events a client may have waiting; more ends its stream"

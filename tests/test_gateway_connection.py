@@ -288,3 +288,26 @@ async def test_live_events_are_written_by_the_flush_itself_while_the_writer_wait
             assert frame.startswith(f"id: {ids[-1]}\n".encode()), frame
     assert written_by_flush.count(True) >= 9, written_by_flush
     await assert_unharmed(gateway, js)
+
+
+async def test_a_lone_tick_is_not_held_back_for_the_coalescing_interval(
+    start_gateway: StartGateway, js: JetStreamContext
+) -> None:
+    # Writes go out at most once per --coalesce, the first after a quiet spell at once.
+    # On a fixed 1 s tick each lone tick would wait 0-1 s: three would all come within
+    # half of it one time in eight. The bound is a hundred times the in-process latency.
+    gateway = await start_gateway(shared_feed=True, coalesce=1.0, heartbeat=30.0)
+    loop = asyncio.get_running_loop()
+    async with connect(gateway, get("/stocks?symbols=AAPL")) as stream:
+        assert (await stream.head()).status == 200
+        await stream.chunk()  # retry
+        await eventually(lambda: gateway.hub.open_streams == 1, within=5, what="attached")
+        for _ in range(3):
+            await asyncio.sleep(1.1)  # a quiet spell longer than --coalesce
+            sequence = await publish(js, "AAPL")
+            published = loop.time()
+            frame = await stream.chunk()
+            while frame == b": heartbeat\n\n":
+                frame = await stream.chunk()
+            assert loop.time() - published < 0.5
+            assert frame.startswith(f"id: {await event_id(js, sequence)}\n".encode())
