@@ -23,7 +23,7 @@ class BenchConfig:
     loaders: int = 4
     connect_concurrency: int = 200
     w1_clients: int = 1000
-    w1_rates: tuple[float, ...] = (50, 100, 200, 500, 1000, 2000, 4000)
+    w1_rates: tuple[float, ...] = (50, 100, 200, 500, 1000, 2000, 3000, 4000)
     w1_step_seconds: float = 10.0
     p99_limit_ms: float = 100.0
     settle_timeout: float = 10.0
