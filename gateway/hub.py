@@ -40,6 +40,22 @@ logger = logging.getLogger(__name__)
 DRAINING = "gateway draining"
 
 
+async def _close(nc: NATS) -> None:
+    """Drain the connection (it flushes consumer deletes still in flight), or, when NATS is
+    away and a drain cannot be, just close it: the server removes what is left of this
+    gateway's consumers by their inactive threshold."""
+    if nc.is_connected:
+        try:
+            await nc.drain()
+            return
+        except (NatsError, TimeoutError) as exc:
+            logger.warning("NATS connection not drained", extra={"error": repr(exc)})
+    try:
+        await nc.close()
+    except Exception as exc:  # nats-py may write to the socket it has lost (uvloop raises)
+        logger.warning("NATS connection closed uncleanly", extra={"error": repr(exc)})
+
+
 class Hub:
     """`async with Hub(settings) as hub`: connected in the background, drained on exit."""
 
@@ -79,7 +95,7 @@ class Hub:
             task.cancel()
         await self._tasks.__aexit__(exc_type, exc, tb)
         if self.nc is not None:
-            await self.nc.drain()  # flushes consumer deletes still in flight, then closes
+            await _close(self.nc)
 
     async def _establish(self) -> None:
         nc = await connect(

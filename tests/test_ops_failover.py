@@ -227,3 +227,21 @@ async def _stored(js: JetStreamContext) -> list[tuple[int, str]]:
         assert msg.headers is not None
         stored.append((seq, msg.headers[MSG_ID_HEADER]))
     return stored
+
+
+async def test_a_gateway_stopped_while_nats_is_down_exits_cleanly(
+    nats_server: NatsServer, gateway_processes: StartProcess
+) -> None:
+    gateway = await gateway_processes("--drain-period", "0")
+    await nats_server.stop()
+    await eventually(lambda: _not_ready(gateway.url), within=10, what="the gateway sees NATS gone")
+    # Its NATS connection is reconnecting, and cannot be drained: it is closed instead.
+    assert await gateway.signal(signal.SIGTERM) == 0
+    log = gateway.log.read_text()
+    assert "Traceback" not in log, log[-2000:]
+    assert "shutdown failed" not in log
+
+
+async def _not_ready(url: str) -> bool:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(f"{url}/readyz")).status_code == 503
