@@ -9,7 +9,6 @@ uvicorn's ASGI way as usual, where the same stream is served through `send`.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -17,7 +16,6 @@ import httptools
 from uvicorn.config import Config
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.server import ServerState
 
 from gateway.sse_connection import SseConnection
 
@@ -40,17 +38,9 @@ def stream_protocol(serve: Serve, config: Config) -> type[HttpToolsProtocol]:
     )
 
     class StreamHandoverProtocol(HttpToolsProtocol):
-        __slots__ = ("_handed_over",)
-
-        def __init__(
-            self,
-            config: Config,
-            server_state: ServerState,
-            app_state: dict[str, Any],
-            _loop: asyncio.AbstractEventLoop | None = None,
-        ) -> None:
-            super().__init__(config, server_state, app_state, _loop)
-            self._handed_over = False
+        # Set only on the instance that hands its connection over (and is then dropped):
+        # no per-connection attribute for the others.
+        _handed_over = False
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)

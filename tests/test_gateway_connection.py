@@ -28,6 +28,7 @@ from tests.ticks import event_id, publish
 pytestmark = pytest.mark.timeout(60)
 
 READ_TIMEOUT = 5.0
+HEARTBEAT = b": heartbeat\n\n"
 T = TypeVar("T")
 
 
@@ -59,6 +60,12 @@ class RawStream:
         data = await self._read(self.reader.readexactly(size + 2))
         assert data.endswith(b"\r\n")
         return data[:-2]
+
+    async def event(self) -> bytes:
+        """The next chunk that is not a heartbeat."""
+        while (frame := await self.chunk()) == HEARTBEAT:
+            pass
+        return frame
 
     async def body(self, size: int) -> bytes:
         return await self._read(self.reader.readexactly(size))
@@ -121,9 +128,7 @@ async def test_a_stream_is_written_by_its_own_connection_and_closed_at_its_end(
         assert (data["id"], data["symbol"], data["price"]) == (expected_id, "AAPL", 101.5)
 
         await gateway.stop()  # drains: the stream ends, says why, and the body ends
-        while (last := await stream.chunk()) == b": heartbeat\n\n":
-            pass
-        assert last == b": stream ended: gateway draining; reconnect to resume\n\n"
+        assert await stream.event() == b": stream ended: gateway draining; reconnect to resume\n\n"
         assert await stream.chunk() == b""  # the last chunk
         assert await stream.closed()
     assert handed_over(gateway) == 0
@@ -141,8 +146,8 @@ async def test_http_1_0_gets_the_stream_unchunked_ended_by_the_close(
         assert await stream.until(b"\n\n") == b"retry: 2000\n\n"
         sequence = await publish(js, "MSFT")
         frame = await stream.until(b"}\n\n")
-        while frame.startswith(b": heartbeat\n\n"):
-            frame = frame.removeprefix(b": heartbeat\n\n")
+        while frame.startswith(HEARTBEAT):
+            frame = frame.removeprefix(HEARTBEAT)
         assert frame.startswith(f"id: {await event_id(js, sequence)}\n".encode())
     await assert_unharmed(gateway, js)
 
@@ -165,9 +170,7 @@ async def test_a_stream_pipelined_behind_another_request_takes_the_asgi_way(
         assert await stream.chunk() == b"retry: 2000\n\n"
         assert handed_over(gateway) == 0
         sequence = await publish(js, "AAPL")
-        frame = await stream.chunk()
-        while frame == b": heartbeat\n\n":
-            frame = await stream.chunk()
+        frame = await stream.event()
         assert frame.startswith(f"id: {await event_id(js, sequence)}\n".encode())
     await assert_unharmed(gateway, js)
 
@@ -182,9 +185,7 @@ async def test_requests_pipelined_behind_a_stream_are_never_answered_into_it(
         assert await stream.chunk() == b"retry: 2000\n\n"
         stream.writer.write(get("/healthz"))  # after the hand-over: dropped as well
         sequence = await publish(js, "AAPL")
-        frame = await stream.chunk()
-        while frame == b": heartbeat\n\n":
-            frame = await stream.chunk()
+        frame = await stream.event()
         # Not a health answer, a 431 or a 400 in between: the next event.
         assert frame.startswith(f"id: {await event_id(js, sequence)}\n".encode())
     await assert_unharmed(gateway, js)
@@ -281,9 +282,7 @@ async def test_live_events_are_written_by_the_flush_itself_while_the_writer_wait
         for price in range(10):
             sequence = await publish(js, "AAPL", f"{100 + price}")
             ids.append(await event_id(js, sequence))
-            frame = await stream.chunk()
-            while frame == b": heartbeat\n\n":
-                frame = await stream.chunk()
+            frame = await stream.event()
             # One event per chunk: each was published after the previous one arrived.
             assert frame.startswith(f"id: {ids[-1]}\n".encode()), frame
     assert written_by_flush.count(True) >= 9, written_by_flush
@@ -306,8 +305,6 @@ async def test_a_lone_tick_is_not_held_back_for_the_coalescing_interval(
             await asyncio.sleep(1.1)  # a quiet spell longer than --coalesce
             sequence = await publish(js, "AAPL")
             published = loop.time()
-            frame = await stream.chunk()
-            while frame == b": heartbeat\n\n":
-                frame = await stream.chunk()
+            frame = await stream.event()
             assert loop.time() - published < 0.5
             assert frame.startswith(f"id: {await event_id(js, sequence)}\n".encode())
