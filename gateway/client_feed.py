@@ -239,6 +239,10 @@ class ClientFeed:
         if subscriber.overflowed:
             await self._fall_back()
             return await self._from_consumer(timeout)
+        return self._take_live(subscriber)
+
+    def _take_live(self, subscriber: Subscriber) -> Frames | None:
+        """The buffered events after the last one sent, as one write; None if none."""
         # The live feed may lag behind the consumer the client caught up with: events it
         # hands over late may already have been sent.
         subscriber.discard_through(self._last_sequence)
@@ -247,6 +251,14 @@ class ClientFeed:
         events = subscriber.take()
         self._last_sequence = events[-1].sequence
         return Frames(b"".join([event.frame for event in events]), len(events), events[0].published)
+
+    def count_sent(self, frames: Frames) -> None:
+        """Account for a write: the stream's count, the events metric and the lag."""
+        self.sent += frames.events
+        self._metrics.events_sent.inc(frames.events)
+        if frames.published is not None:
+            lag = max(0.0, time.time() - frames.published)
+            self._metrics.publish_to_send_seconds.observe(lag)
 
     def deliver_now(self, now: float) -> bool:
         """Write the subscriber's due events to the sink here and now, in the live feed's
@@ -264,17 +276,10 @@ class ClientFeed:
             or not direct.ready
         ):
             return False
-        subscriber.discard_through(self._last_sequence)
-        if not subscriber.events:
-            return True
-        events = subscriber.take()
-        self._last_sequence = events[-1].sequence
-        direct.write_now(b"".join([event.frame for event in events]))
-        self._last_write = now
-        self.sent += len(events)
-        self._metrics.events_sent.inc(len(events))
-        if (published := events[0].published) is not None:
-            self._metrics.publish_to_send_seconds.observe(max(0.0, time.time() - published))
+        if (frames := self._take_live(subscriber)) is not None:
+            direct.write_now(frames.body)
+            self._last_write = now
+            self.count_sent(frames)
         return True
 
     # The write watch. Writes are timed by a once-a-second sweep of all feeds rather than

@@ -149,11 +149,7 @@ class PriceStream:
                     await sink.write(frames.body if frames else sse.HEARTBEAT)
                     feed.written(loop.time())
                     if frames:
-                        feed.sent += frames.events
-                        metrics.events_sent.inc(frames.events)
-                        if frames.published is not None:
-                            lag = max(0.0, time.time() - frames.published)
-                            metrics.publish_to_send_seconds.observe(lag)
+                        feed.count_sent(frames)
             except StreamEndedError as end:
                 reason = str(end)
                 if reason not in {CLIENT_CLOSED, DRAINING, TOKEN_EXPIRED}:
