@@ -31,7 +31,7 @@ from gateway.security_headers import CorsHeaders, browser_middleware, security_h
 from gateway.settings import Settings
 from gateway.sse_connection import SseConnection
 from gateway.stream_protocol import Serve
-from gateway.streaming import AsgiSink, Headers, PriceStream, Sink
+from gateway.streaming import AsgiSink, Headers, PriceStream, Sink, stream_head
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,13 @@ def build_app(settings: Settings, hub: Hub | None = None) -> GatewayApp:
             query = await authorize(query, grant, stored)
         address = request.client.host if request.client else "unknown"
         return PriceStream(hub, query, address, grant, headers)
+
+    async def stocks_head(request: Request) -> Response:
+        """HEAD /stocks (GatewayApp sends every GET to stream_stocks): validated like a
+        GET, answered with the stream's headers alone, and no consumer is created for a
+        request that reads no events."""
+        await stocks(request)
+        return stream_head()
 
     async def serve_stocks(request: Request, sink: Sink) -> None:
         """GET /stocks without the middleware stack: the answers get the same headers,
@@ -124,7 +131,7 @@ def build_app(settings: Settings, hub: Hub | None = None) -> GatewayApp:
         stream_stocks,
         serve_connection,
         routes=[
-            Route("/stocks", stocks),
+            Route("/stocks", stocks_head),  # GET, and so HEAD
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),

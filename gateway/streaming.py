@@ -192,6 +192,13 @@ class PriceStream:
         return loop.call_later(delay, feed.stop, TOKEN_EXPIRED)
 
 
+def stream_head() -> Response:
+    """The answer to a HEAD: a GET's headers, without a body length (the stream has none)."""
+    response = Response(headers={name.decode(): value.decode() for name, value in HEADERS})
+    del response.headers["content-length"]
+    return response
+
+
 class AsgiSink:
     """A stream written through an ASGI server's `send`."""
 

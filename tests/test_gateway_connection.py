@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
+import httpx
 import pytest
 from nats.js import JetStreamContext
 
@@ -22,6 +23,7 @@ from gateway.client_feed import ClientFeed
 from gateway.sse_connection import SseConnection
 from tests.aftermath import assert_unharmed
 from tests.conftest import RunningGateway, StartGateway
+from tests.scrape import scrape
 from tests.servers import eventually
 from tests.ticks import event_id, publish
 
@@ -308,3 +310,24 @@ async def test_a_lone_tick_is_not_held_back_for_the_coalescing_interval(
             frame = await stream.event()
             assert loop.time() - published < 0.5
             assert frame.startswith(f"id: {await event_id(js, sequence)}\n".encode())
+
+
+async def test_head_gets_the_streams_headers_without_opening_a_stream(
+    start_gateway: StartGateway, js: JetStreamContext
+) -> None:
+    gateway = await start_gateway()
+    created = "gateway_consumer_create_seconds_count"
+    before = (await scrape(gateway))[created]  # the live feed's own consumer
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        head = await client.head("/stocks?symbols=AAPL")
+        refused = await client.head("/stocks?symbols=not-a-symbol!")
+    assert head.status_code == 200
+    assert head.headers["content-type"] == "text/event-stream"
+    assert head.headers["x-content-type-options"] == "nosniff"
+    assert "content-length" not in head.headers  # the stream has no length
+    assert head.content == b""
+    assert refused.status_code == 400
+    assert refused.headers["content-type"] == "application/problem+json"
+    after = await scrape(gateway)
+    assert after[created] == before  # no consumer for a HEAD
+    assert after["gateway_open_streams"] == 0
