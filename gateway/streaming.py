@@ -1,8 +1,8 @@
 """One client's SSE stream, from attach to a clean end, written to a `Sink`.
 
 Two sinks carry it: the connection itself (gateway.sse_connection, the way GET /stocks
-normally takes: no ASGI in between) and an ASGI server's `send` (`AsgiSink`, for the
-requests the connection hands to Starlette: HEAD, a pipelined GET).
+normally takes: no ASGI in between) and an ASGI server's `send` (`AsgiSink`, for a GET
+that keeps uvicorn's way: one pipelined behind another request).
 
 Per-client resources live in `run` (not in a generator handed to StreamingResponse,
 which is only closed whenever the garbage collector gets to it).
@@ -89,10 +89,6 @@ class PriceStream:
         self.address = address
         self.grant = grant
         self.extra_headers = headers  # security and CORS, on every answer
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """As an ASGI app (Starlette's route)."""
-        await self.run(AsgiSink(scope, receive, send))
 
     async def run(self, sink: Sink) -> None:
         try:
