@@ -224,7 +224,7 @@ class ClientFeed:
         subscriber = self._subscriber
         assert subscriber is not None
         if not subscriber.events:
-            # No timer per wait: the live feed's flush tick wakes it (or writes for it)
+            # No timer per wait: the live feed's flush wakes it (or writes for it)
             # when events are due, the hub's sweep when a heartbeat is due.
             subscriber.wake.clear()
             self._parked = True

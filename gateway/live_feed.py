@@ -79,7 +79,7 @@ class Subscriber:
         self.overflowed = False
         self.ended: str | None = None
         self.wake = Wakeup()  # only the client's own task waits on it
-        self.due = False  # in the live feed's list of subscribers to wake at the next tick
+        self.due = False  # in the live feed's list of subscribers for its next flush
         # Writes the due events at once (client_feed.ClientFeed.deliver_now); False: wake.
         self.deliver: Callable[[float], bool] | None = None
 

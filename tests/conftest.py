@@ -40,12 +40,8 @@ hypothesis_core.RepresentationPrinter = pretty.RepresentationPrinter  # type: ig
 
 @pytest.fixture
 async def nats_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
-    server = NatsServer(tmp_path / "jetstream")
-    await server.start()
-    try:
+    async with NatsServer(tmp_path / "jetstream") as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture

@@ -77,6 +77,13 @@ class NatsServer:
         )
         await eventually(lambda: _accepts(self.port), within=10, what=f"nats-server on {self.port}")
 
+    async def __aenter__(self) -> NatsServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
     async def stop(self) -> None:
         if self.process is None:
             return

@@ -70,12 +70,8 @@ def material(tmp_path: Path, request: pytest.FixtureRequest) -> Material:
 @pytest.fixture
 async def nats_server(tmp_path: Path, material: Material) -> AsyncIterator[NatsServer]:
     """conftest's nats_server (and so start_gateway's), running the material's config."""
-    server = NatsServer(tmp_path / "jetstream", config=material.config)
-    await server.start()
-    try:
+    async with NatsServer(tmp_path / "jetstream", config=material.config) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture
