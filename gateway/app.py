@@ -19,19 +19,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.access import authorize
-from gateway.auth import Authenticator
+from gateway.auth.access import authorize
+from gateway.auth.tokens import Authenticator
 from gateway.errors import GatewayError, http_problem, internal_problem, problem_for
+from gateway.http.connection import SseConnection
+from gateway.http.handover import Serve
+from gateway.http.openapi import openapi_routes
+from gateway.http.page import StoredSymbols, page_routes
+from gateway.http.query import parse_query
+from gateway.http.security import CorsHeaders, browser_middleware, security_headers
 from gateway.hub import Hub
 from gateway.metrics import INTERNAL
-from gateway.openapi import openapi_routes
-from gateway.page import StoredSymbols, page_routes
-from gateway.query import parse_query
-from gateway.security_headers import CorsHeaders, browser_middleware, security_headers
 from gateway.settings import Settings
-from gateway.sse_connection import SseConnection
-from gateway.stream_protocol import Serve
-from gateway.streaming import AsgiSink, Headers, PriceStream, Sink, stream_head
+from gateway.stream import AsgiSink, Headers, PriceStream, Sink, stream_head
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def build_app(settings: Settings, hub: Hub | None = None) -> GatewayApp:
         await sink.answer(response)
 
     def serve_connection(connection: SseConnection, scope: Scope) -> Coroutine[Any, Any, None]:
-        """A GET /stocks handed over by the connection's protocol (gateway.stream_protocol);
+        """A GET /stocks handed over by the connection's protocol (gateway.http.handover);
         no frame keeps the scope once the stream is open."""
         scope["app"] = app
         return serve_stocks(Request(scope), connection)
@@ -147,7 +147,7 @@ def build_app(settings: Settings, hub: Hub | None = None) -> GatewayApp:
         ],
         lifespan=lifespan,
     )
-    app.state.authenticator = authenticator  # for /symbols (gateway.page)
+    app.state.authenticator = authenticator  # for /symbols (gateway.http.page)
     return app
 
 
@@ -156,7 +156,7 @@ class GatewayApp(Starlette):
     its other methods (HEAD, the CORS preflight, 405s) take the usual way.
 
     `serve_connection` serves the GET /stocks that uvicorn's protocol hands over with
-    their connection (gateway.stream_protocol, set up by gateway.server): most of them.
+    their connection (gateway.http.handover, set up by gateway.server): most of them.
     """
 
     def __init__(self, stream_stocks: ASGIApp, serve_connection: Serve, **kwargs: Any) -> None:

@@ -24,15 +24,15 @@ from nats.js.errors import NotFoundError
 from contracts.nats_options import connect_options
 from contracts.stream import StreamSettings
 from contracts.symbols import all_subjects, subject_for
-from gateway.client_feed import ClientFeed
-from gateway.connection import connect, ensure_stream_until_done, wait_for_stream
-from gateway.consumers import ConsumerSpec, PullConsumer
+from gateway.broker.connection import connect, ensure_stream_until_done, wait_for_stream
+from gateway.broker.consumer import ConsumerSpec, PullConsumer
 from gateway.errors import AtCapacityError, NatsUnavailableError
-from gateway.live_feed import LiveFeed, Subscriber
+from gateway.feed.client import ClientFeed
+from gateway.feed.framer import TickFramer
+from gateway.feed.live import LiveFeed, Subscriber
+from gateway.feed.resume import resolve_start
+from gateway.http.query import StreamQuery
 from gateway.metrics import Metrics
-from gateway.poison import TickFramer
-from gateway.query import StreamQuery
-from gateway.resume import resolve_start
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -13,10 +13,10 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.app import GatewayApp
-from gateway.http_limits import bounded_http_protocol
+from gateway.http.handover import stream_protocol
+from gateway.http.limits import bounded_http_protocol
 from gateway.hub import Hub
 from gateway.settings import Settings
-from gateway.stream_protocol import stream_protocol
 
 
 def server_config(settings: Settings, app: ASGIApp, **overrides: object) -> uvicorn.Config:
@@ -35,7 +35,7 @@ def server_config(settings: Settings, app: ASGIApp, **overrides: object) -> uvic
         "server_header": False,  # which server and version is nobody's business
     }
     config = uvicorn.Config(app, **(options | overrides))  # type: ignore[arg-type]
-    # GET /stocks leaves uvicorn's ASGI way once its headers are read (gateway.stream_protocol).
+    # GET /stocks leaves uvicorn's ASGI way once its headers are read (gateway.http.handover).
     base = stream_protocol(app.serve_connection, config) if isinstance(app, GatewayApp) else None
     config.http = bounded_http_protocol(settings.max_header_bytes, base or HttpToolsProtocol)
     return config

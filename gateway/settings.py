@@ -11,7 +11,7 @@ from pathlib import Path
 
 from contracts.messages import MAX_TICK_BYTES
 from contracts.settings import CommonSettings, require, setting
-from gateway.keys import JwksFile, load_public_key
+from gateway.auth.keys import JwksFile, load_public_key
 
 
 def default_gateway_id() -> str:

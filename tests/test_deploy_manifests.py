@@ -604,7 +604,7 @@ def test_prod_checks_tokens_from_the_mounted_key_set_and_dev_does_not(
 
 def test_the_image_tags_and_the_api_description_carry_the_package_version() -> None:
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    api = yaml.safe_load((ROOT / "gateway" / "openapi.yaml").read_text())
+    api = yaml.safe_load((ROOT / "gateway" / "http" / "openapi.yaml").read_text())
     assert api["info"]["version"] == version
     for path in (DEPLOY / "base", DEPLOY / "overlays" / "prod"):
         kustomization = yaml.safe_load((path / "kustomization.yaml").read_text())

@@ -19,8 +19,8 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
-from gateway.client_feed import ClientFeed
-from gateway.sse_connection import SseConnection
+from gateway.feed.client import ClientFeed
+from gateway.http.connection import SseConnection
 from tests.aftermath import assert_unharmed
 from tests.conftest import RunningGateway, StartGateway
 from tests.scrape import scrape

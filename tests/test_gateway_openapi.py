@@ -1,4 +1,4 @@
-"""The OpenAPI description (gateway/openapi.yaml): valid, served, and true to the app."""
+"""The OpenAPI description (gateway/http/openapi.yaml): valid, served, and true to the app."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import gateway
 from contracts.event_ids import EventPosition, incarnation_of
 from contracts.symbols import SYMBOL_PATTERN
 from gateway.app import build_app
-from gateway.openapi import OPENAPI_FILE, load_openapi
+from gateway.http.openapi import OPENAPI_FILE, load_openapi
 from gateway.settings import Settings
 from tests.conftest import StartGateway
 

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 import httpx
 from nats.js import JetStreamContext
 
-from gateway.page import STATIC_DIR
+from gateway.http.page import STATIC_DIR
 from tests.conftest import RunningGateway, StartGateway
 from tests.servers import eventually, free_port
 from tests.ticks import publish

@@ -1,6 +1,6 @@
 """Schema-driven fuzz of the gateway's HTTP surface, over real HTTP against real gateways.
 
-schemathesis generates requests from `gateway/openapi.yaml`, valid ones (positive) and ones
+schemathesis generates requests from `gateway/http/openapi.yaml`, valid ones (positive) and ones
 that break the description (negative). Each generated case is sent four ways:
 
     as-is       to a gateway without authentication, exactly as generated
@@ -50,7 +50,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from contracts.symbols import SYMBOL_PATTERN
-from gateway.openapi import OPENAPI_FILE, load_openapi
+from gateway.http.openapi import OPENAPI_FILE, load_openapi
 from tests.aftermath import assert_unharmed
 from tests.conftest import StartGateway
 from tests.ticks import event_id, publish

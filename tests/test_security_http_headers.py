@@ -12,9 +12,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from contracts.settings import SettingsError
-from gateway import streaming
-from gateway.security_headers import SecurityHeadersMiddleware, security_headers
+from gateway.http.security import SecurityHeadersMiddleware, security_headers
 from gateway.settings import Settings
+from gateway.stream import HEADERS as STREAM_HEADERS
 from tests.conftest import RunningGateway, StartGateway
 from tests.sse_client import open_stream
 from tests.ticks import publish
@@ -87,7 +87,7 @@ async def test_page_static_files_and_problems_carry_the_security_headers(
 async def test_the_stream_carries_them_and_keeps_streaming(
     gateway: RunningGateway, js: JetStreamContext
 ) -> None:
-    before = list(streaming.HEADERS)
+    before = list(STREAM_HEADERS)
     for price in ("101.5", "102.5"):  # twice: the stream's shared header list stays as it was
         async with open_stream(gateway.url, {"symbols": "AAPL"}) as stream:
             assert_security_headers(stream.response)
@@ -95,7 +95,7 @@ async def test_the_stream_carries_them_and_keeps_streaming(
             await publish(js, "AAPL", price)
             event = await stream.next_event()
             assert event.json()["symbol"] == "AAPL"
-    assert before == streaming.HEADERS
+    assert before == STREAM_HEADERS
 
 
 async def test_auth_and_unavailable_problems_carry_them_too(

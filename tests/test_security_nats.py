@@ -164,7 +164,7 @@ async def test_gateway_without_stream_permissions_waits_for_the_publisher_to_pro
     start_publisher: StartPublisher,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="gateway.connection")
+    caplog.set_level(logging.WARNING, logger="gateway.broker.connection")
     gateway = await start_gateway(
         wait_connected=False, ensure_stream=False, **material.clients["gateway"]
     )
@@ -340,7 +340,7 @@ async def test_publisher_with_a_wrong_password_exits_2_with_one_line(nats_url: s
 async def test_gateway_with_a_wrong_password_says_so_and_is_not_ready(
     material: Material, start_gateway: StartGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="gateway.connection")
+    caplog.set_level(logging.WARNING, logger="gateway.broker.connection")
     password = secrets.token_hex(8)
     gateway = await start_gateway(
         wait_connected=False,

@@ -27,10 +27,10 @@ from contracts.event_ids import (
 )
 from contracts.messages import MAX_TICK_BYTES, PriceTick
 from contracts.symbols import SYMBOL_PATTERN, normalize_symbol, subject_for, symbol_for
-from gateway import sse
 from gateway.errors import BadRequestError
-from gateway.poison import inspect
-from gateway.query import parse_query, parse_symbols
+from gateway.feed import sse
+from gateway.feed.framer import inspect
+from gateway.http.query import parse_query, parse_symbols
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -135,7 +135,7 @@ def test_parse_event_id_returns_a_position_or_names_the_text(raw: str) -> None:
     assert parse_event_id(str(position)) == position
 
 
-# gateway.query
+# gateway.http.query
 
 
 @given(
@@ -186,7 +186,7 @@ def test_parse_query_accepts_or_raises_a_bad_request(query: str, header: str | N
         assert parsed.position == parse_event_id(header)
 
 
-# gateway.sse
+# gateway.feed.sse
 
 
 event_ids = st.builds(lambda i, n: f"{i}-{n}".encode(), incarnations, st.integers(1, 10**20))

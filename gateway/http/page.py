@@ -24,7 +24,7 @@ from contracts.symbols import all_subjects, symbol_for
 from gateway.errors import NatsUnavailableError
 from gateway.hub import Hub
 
-STATIC_DIR = Path(__file__).parent / "static"
+STATIC_DIR = Path(__file__).parent.parent / "static"
 # Every tab asks on load and when the picker opens; one stream-info call per second is
 # plenty for a list that changes when a new symbol is first published.
 SYMBOLS_TTL = 1.0

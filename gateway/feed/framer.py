@@ -21,7 +21,7 @@ import orjson
 
 from contracts.messages import MAX_NESTING, RESERVED_FIELD, nesting_depth
 from contracts.symbols import SYMBOL_PATTERN
-from gateway import sse
+from gateway.feed import sse
 from gateway.metrics import (
     INVALID_MESSAGE,
     MALFORMED,

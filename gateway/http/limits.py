@@ -99,7 +99,7 @@ def bounded_http_protocol(
         def _refuse(self) -> None:
             self._refused = True
             if self.transport.get_protocol() is not self:
-                return  # handed over to a stream (gateway.stream_protocol): not ours to answer
+                return  # handed over to a stream (gateway.http.handover): not ours to answer
             self.transport.write(response)
             self.transport.close()
 

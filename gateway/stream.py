@@ -1,6 +1,6 @@
 """One client's SSE stream, from attach to a clean end, written to a `Sink`.
 
-Two sinks carry it: the connection itself (gateway.sse_connection, the way GET /stocks
+Two sinks carry it: the connection itself (gateway.http.connection, the way GET /stocks
 normally takes: no ASGI in between) and an ASGI server's `send` (`AsgiSink`, for a GET
 that keeps uvicorn's way: one pipelined behind another request).
 
@@ -20,13 +20,13 @@ from typing import Protocol
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway import sse
-from gateway.client_feed import ClientFeed, DirectSink
+from gateway.auth.grants import Grant
 from gateway.errors import GatewayError, StreamEndedError, problem_for
-from gateway.grants import Grant
+from gateway.feed import sse
+from gateway.feed.client import ClientFeed, DirectSink
+from gateway.http.query import StreamQuery
 from gateway.hub import DRAINING, Hub
 from gateway.metrics import CONSUMER_LOST
-from gateway.query import StreamQuery
 
 logger = logging.getLogger(__name__)
 

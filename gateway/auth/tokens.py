@@ -16,9 +16,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.datastructures import Headers
 
+from gateway.auth.grants import Grant, InvalidGrantError, parse_grant
+from gateway.auth.keys import JwksFile, load_public_key
 from gateway.errors import UnauthorizedError
-from gateway.grants import Grant, InvalidGrantError, parse_grant
-from gateway.keys import JwksFile, load_public_key
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)

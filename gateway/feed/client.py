@@ -30,13 +30,13 @@ from typing import Protocol
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
-from gateway import sse
-from gateway.consumers import PullConsumer, delivery
+from gateway.broker.consumer import PullConsumer, delivery
 from gateway.errors import StreamEndedError
-from gateway.live_feed import Subscriber
+from gateway.feed import sse
+from gateway.feed.framer import TickFramer
+from gateway.feed.live import Subscriber
+from gateway.feed.resume import Start
 from gateway.metrics import Metrics
-from gateway.poison import TickFramer
-from gateway.resume import Start
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """A /stocks connection once its request has been read: the stream writes to the socket.
 
-uvicorn's protocol hands the transport over to an `SseConnection` (gateway.stream_protocol),
+uvicorn's protocol hands the transport over to an `SseConnection` (gateway.http.handover),
 so an open stream holds this object instead of uvicorn's parser, request cycle, ASGI task,
 flow-control events and the ASGI messages of each write: a few hundred bytes instead of
 ~10 KB per connection, and one `transport.write` per coalesced write.
@@ -15,9 +15,9 @@ import logging
 from starlette.responses import Response
 from uvicorn.server import ServerState
 
-from gateway.client_feed import ClientFeed
+from gateway.feed.client import ClientFeed
 from gateway.hub import DRAINING
-from gateway.streaming import CLIENT_CLOSED, FINAL_WRITE_TIMEOUT, Headers
+from gateway.stream import CLIENT_CLOSED, FINAL_WRITE_TIMEOUT, Headers
 
 STREAM_HEAD = b"HTTP/1.1 200 OK\r\n"
 

@@ -23,11 +23,11 @@ from nats.js.api import DeliverPolicy
 
 from contracts.event_ids import incarnation_of
 from contracts.symbols import all_subjects
-from gateway import sse
-from gateway.consumers import ConsumerSpec, PullConsumer, delivery
+from gateway.broker.consumer import ConsumerSpec, PullConsumer, delivery
 from gateway.errors import NatsUnavailableError, StreamEndedError
+from gateway.feed import sse
+from gateway.feed.framer import TickFramer
 from gateway.metrics import Metrics
-from gateway.poison import TickFramer
 from gateway.settings import Settings
 from gateway.wakeup import Wakeup
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from gateway.auth.grants import Grant
 from gateway.errors import ForbiddenError
-from gateway.grants import Grant
-from gateway.page import StoredSymbols
-from gateway.query import StreamQuery
+from gateway.http.page import StoredSymbols
+from gateway.http.query import StreamQuery
 
 
 async def authorize(query: StreamQuery, grant: Grant, stored: StoredSymbols) -> StreamQuery:

@@ -17,7 +17,7 @@ from uvicorn.config import Config
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.sse_connection import SseConnection
+from gateway.http.connection import SseConnection
 
 STOCKS_PATH = b"/stocks"
 

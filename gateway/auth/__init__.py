@@ -1,0 +1,1 @@
+"""Who may see what: JWT verification, keys, per-symbol grants."""

@@ -1,0 +1,1 @@
+"""The gateway's side of NATS: the connection, JetStream consumers, stream look-ups."""

@@ -1,0 +1,1 @@
+"""HTTP: the /stocks connection hand-over, sinks, request parsing, browser routes and headers."""
