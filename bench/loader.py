@@ -46,6 +46,14 @@ class Stats:
         self.hist = {}
         self.max_latency = 0.0
 
+    def remember(self, raw: bytes) -> float:
+        """The epoch seconds of a timestamp not in the cache, now cached."""
+        published = _epoch(raw)
+        if len(self.timestamps) > _TS_CACHE_LIMIT:
+            self.timestamps.clear()
+        self.timestamps[raw] = published
+        return published
+
 
 class Connection(asyncio.Protocol):
     """One SSE client: connects, sends the request, counts and checks what arrives."""
@@ -92,19 +100,28 @@ class Connection(asyncio.Protocol):
         except ProtocolError as exc:
             self._fail(str(exc))
             return
-        if self.first_byte is None:
-            if decoder.status and decoder.status != 200:
-                self._fail(f"status {decoder.status}")
-                return
-            if not decoder.body_bytes:
-                return
-            self.first_byte = time.perf_counter() - self.started
-            if not self.answered.done():
-                self.answered.set_result(200)
+        if self.first_byte is None and not self._body_started():
+            return
         if decoder.ended:
             self.body_ended = True
-        if not blocks:
-            return
+        if blocks:
+            self._take(blocks, now)
+
+    def _body_started(self) -> bool:
+        """Whether the body has begun; the first time it has, note when."""
+        decoder = self.decoder
+        if decoder.status and decoder.status != 200:
+            self._fail(f"status {decoder.status}")
+            return False
+        if not decoder.body_bytes:
+            return False
+        self.first_byte = time.perf_counter() - self.started
+        if not self.answered.done():
+            self.answered.set_result(200)
+        return True
+
+    def _take(self, blocks: list[bytes], now: float) -> None:
+        # The loader's hot loop: locals, and a call per event only on a timestamp cache miss.
         stats = self.loader.stats
         min_key = stats.min_key
         hist = stats.hist
@@ -124,10 +141,7 @@ class Connection(asyncio.Protocol):
                     raw = block[at : block.find(b'"', at)]
                     published = cache.get(raw)
                     if published is None:
-                        published = _epoch(raw)
-                        if len(cache) > _TS_CACHE_LIMIT:
-                            cache.clear()
-                        cache[raw] = published
+                        published = stats.remember(raw)
                     latency = now - published
                     bucket = int(latency * BUCKETS_PER_SECOND) if latency > 0 else 0
                     hist[bucket] = hist.get(bucket, 0) + 1
@@ -139,11 +153,14 @@ class Connection(asyncio.Protocol):
                 self.resets += 1
         if events:
             stats.window_events += events
-            self.last_id = last[4 : last.find(b"\n")]
-            if self.first_event is None:
-                self.first_event = time.perf_counter() - self.started
-            if self.target and self.target_reached is None and len(self.keys) >= self.target:
-                self.target_reached = time.perf_counter() - self.started
+            self._progress(last)
+
+    def _progress(self, last: bytes) -> None:
+        self.last_id = last[4 : last.find(b"\n")]
+        if self.first_event is None:
+            self.first_event = time.perf_counter() - self.started
+        if self.target and self.target_reached is None and len(self.keys) >= self.target:
+            self.target_reached = time.perf_counter() - self.started
 
     def _fail(self, error: str) -> None:
         self.error = error
@@ -197,14 +214,7 @@ class Loader:
                 lifetime=request.get("lifetime"),
             )
         if op == "close":
-            ids = request.get("ids")
-            targets = self.connections.values() if ids is None else map(self.connections.get, ids)
-            closed = 0
-            for conn in targets:
-                if conn is not None and not conn.closed:
-                    conn.close()
-                    closed += 1
-            return {"closed": closed}
+            return {"closed": self.close_connections(request.get("ids"))}
         if op == "mark":
             self.stats.reset(request["min_key"])
             return {}
@@ -220,6 +230,16 @@ class Loader:
         if op == "quit":
             raise SystemExit(0)
         raise ValueError(f"unknown op {op!r}")
+
+    def close_connections(self, ids: list[int] | None) -> int:
+        """Close the connections `ids` (None: all); how many were still open."""
+        targets = self.connections.values() if ids is None else map(self.connections.get, ids)
+        closed = 0
+        for conn in targets:
+            if conn is not None and not conn.closed:
+                conn.close()
+                closed += 1
+        return closed
 
     async def open(
         self,

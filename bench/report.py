@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bench.stats import median
@@ -21,70 +21,90 @@ def headlines(result: dict[str, Any]) -> dict[str, Any]:
     """Flat figures of one target's run (workload name -> its result)."""
     out: dict[str, Any] = {}
     losses = dict.fromkeys(LOSS_KINDS, 0)
-
-    def count_loss(loss: dict[str, int]) -> None:
-        for kind in LOSS_KINDS:
-            losses[kind] += loss.get(kind, 0)
-
-    if (w1 := result.get("W1")) and "steps" in w1:
-        out["w1_max_deliveries_per_s"] = w1["max_deliveries_per_s"]
-        out["w1_connect_p99_ms"] = w1["connect"]["p99_ms"]
-        count_loss(w1["snapshot_loss"])
-        for step in w1["steps"]:
-            rate = int(step["rate_target"])
-            out[f"w1_{rate}_deliveries_per_s"] = step["deliveries_per_s"]
-            out[f"w1_{rate}_p50_ms"] = step["latency"]["p50_ms"]
-            out[f"w1_{rate}_p99_ms"] = step["latency"]["p99_ms"]
-            out[f"w1_{rate}_max_ms"] = step["latency"]["max_ms"]
-            out[f"w1_{rate}_server_cpu_percent"] = step["cpu_percent"]["server"]
-            out[f"w1_{rate}_loaders_cpu_percent"] = step["cpu_percent"]["loaders"]
-            out[f"w1_{rate}_other_core_cpu_percent"] = round(
-                step["cpu_percent"]["loaders"]
-                + step["cpu_percent"]["publisher"]
-                + step["cpu_percent"]["nats"],
-                1,
-            )
-            out[f"w1_{rate}_server_rss_mb"] = step["server_rss_mb"]
-            count_loss(step["loss"])
-        out["w1_loaders_cpu_max_percent"] = max(
-            (s["cpu_percent"]["loaders"] for s in w1["steps"]), default=None
-        )
-    if (w2 := result.get("W2")) and "levels" in w2:
-        for level in w2["levels"]:
-            n = level["target"]
-            out[f"w2_{n}_open"] = level["open"]
-            out[f"w2_{n}_rss_per_connection_bytes"] = level["rss_per_connection_bytes"]
-            out[f"w2_{n}_server_rss_mb"] = level["server_rss_mb"]
-            out[f"w2_{n}_idle_server_cpu_percent"] = level["cpu_percent_idle"]["server"]
-            out[f"w2_{n}_idle_nats_cpu_percent"] = level["cpu_percent_idle"]["nats"]
-        if w2["levels"]:
-            first = w2["levels"][0]["connect"]
-            out["w2_connect_rate_per_s"] = first["rate_per_s"]
-            out["w2_connect_p99_ms"] = first["p99_ms"]
-        count_loss(w2["loss"])
-    if (w3 := result.get("W3")) and "runs" in w3:
-        out["w3_catch_up_s"] = w3["catch_up_s_median"]
-        out["w3_exact"] = w3["zero_loss"]
-        for run in w3["runs"]:
-            losses["lost"] += run["lost"]
-            losses["unexpected"] += run["unexpected"]
-    if (w4 := result.get("W4")) and "connect" in w4:
-        out["w4_opened"] = w4["connect"]["opened"]
-        out["w4_connect_p50_ms"] = w4["connect"]["p50_ms"]
-        out["w4_connect_p99_ms"] = w4["connect"]["p99_ms"]
-        out["w4_connect_max_ms"] = w4["connect"]["max_ms"]
-        out["w4_server_cpu_percent"] = w4["cpu_percent"]["server"]
-        if "after" in w4:
-            out["w4_streams_left"] = w4["after"]["open_streams"]
-            out["w4_consumers_left"] = w4["after"]["nats_consumers"]
-        count_loss(w4["loss"])
-    for workload, figures in result.items():
-        if gc := figures.get("server_gc"):
+    for workload, required, figures in WORKLOAD_FIGURES:
+        if (data := result.get(workload)) and required in data:
+            figures(data, out, losses)
+    for workload, figures_of in result.items():
+        if gc := figures_of.get("server_gc"):
             out[f"{workload.lower()}_gc_max_pause_ms"] = gc["max_ms"]
             out[f"{workload.lower()}_gc_pause_total_s"] = gc["total_s"]
     out.update(losses)
     out["errors"] = sorted(w for w, r in result.items() if "error" in r)
     return out
+
+
+def _count_loss(losses: dict[str, int], loss: dict[str, int]) -> None:
+    for kind in LOSS_KINDS:
+        losses[kind] += loss.get(kind, 0)
+
+
+def _w1(w1: dict[str, Any], out: dict[str, Any], losses: dict[str, int]) -> None:
+    out["w1_max_deliveries_per_s"] = w1["max_deliveries_per_s"]
+    out["w1_connect_p99_ms"] = w1["connect"]["p99_ms"]
+    _count_loss(losses, w1["snapshot_loss"])
+    for step in w1["steps"]:
+        rate = int(step["rate_target"])
+        out[f"w1_{rate}_deliveries_per_s"] = step["deliveries_per_s"]
+        out[f"w1_{rate}_p50_ms"] = step["latency"]["p50_ms"]
+        out[f"w1_{rate}_p99_ms"] = step["latency"]["p99_ms"]
+        out[f"w1_{rate}_max_ms"] = step["latency"]["max_ms"]
+        out[f"w1_{rate}_server_cpu_percent"] = step["cpu_percent"]["server"]
+        out[f"w1_{rate}_loaders_cpu_percent"] = step["cpu_percent"]["loaders"]
+        out[f"w1_{rate}_other_core_cpu_percent"] = round(
+            step["cpu_percent"]["loaders"]
+            + step["cpu_percent"]["publisher"]
+            + step["cpu_percent"]["nats"],
+            1,
+        )
+        out[f"w1_{rate}_server_rss_mb"] = step["server_rss_mb"]
+        _count_loss(losses, step["loss"])
+    out["w1_loaders_cpu_max_percent"] = max(
+        (s["cpu_percent"]["loaders"] for s in w1["steps"]), default=None
+    )
+
+
+def _w2(w2: dict[str, Any], out: dict[str, Any], losses: dict[str, int]) -> None:
+    for level in w2["levels"]:
+        n = level["target"]
+        out[f"w2_{n}_open"] = level["open"]
+        out[f"w2_{n}_rss_per_connection_bytes"] = level["rss_per_connection_bytes"]
+        out[f"w2_{n}_server_rss_mb"] = level["server_rss_mb"]
+        out[f"w2_{n}_idle_server_cpu_percent"] = level["cpu_percent_idle"]["server"]
+        out[f"w2_{n}_idle_nats_cpu_percent"] = level["cpu_percent_idle"]["nats"]
+    if w2["levels"]:
+        first = w2["levels"][0]["connect"]
+        out["w2_connect_rate_per_s"] = first["rate_per_s"]
+        out["w2_connect_p99_ms"] = first["p99_ms"]
+    _count_loss(losses, w2["loss"])
+
+
+def _w3(w3: dict[str, Any], out: dict[str, Any], losses: dict[str, int]) -> None:
+    out["w3_catch_up_s"] = w3["catch_up_s_median"]
+    out["w3_exact"] = w3["zero_loss"]
+    for run in w3["runs"]:
+        _count_loss(losses, {"lost": run["lost"], "unexpected": run["unexpected"]})
+
+
+def _w4(w4: dict[str, Any], out: dict[str, Any], losses: dict[str, int]) -> None:
+    out["w4_opened"] = w4["connect"]["opened"]
+    out["w4_connect_p50_ms"] = w4["connect"]["p50_ms"]
+    out["w4_connect_p99_ms"] = w4["connect"]["p99_ms"]
+    out["w4_connect_max_ms"] = w4["connect"]["max_ms"]
+    out["w4_server_cpu_percent"] = w4["cpu_percent"]["server"]
+    if "after" in w4:
+        out["w4_streams_left"] = w4["after"]["open_streams"]
+        out["w4_consumers_left"] = w4["after"]["nats_consumers"]
+    _count_loss(losses, w4["loss"])
+
+
+Figures = Callable[[dict[str, Any], dict[str, Any], dict[str, int]], None]
+# Each workload's figures, in the order they are printed, if its result has `required`.
+WORKLOAD_FIGURES: tuple[tuple[str, str, Figures], ...] = (
+    ("W1", "steps", _w1),
+    ("W2", "levels", _w2),
+    ("W3", "runs", _w3),
+    ("W4", "connect", _w4),
+)
 
 
 def summarise(runs: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
