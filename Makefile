@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint format asyncapi bench clean
+.PHONY: install run test lint format asyncapi docs bench clean
 
 install: $(INSTALLED)
 
@@ -31,6 +31,10 @@ format: install
 
 asyncapi: install
 	$(BIN)/python -m publisher.asyncapi
+
+# docs/configuration.md from both commands' --help; a test fails while it is stale.
+docs: install
+	$(BIN)/python -m tests.configuration_docs
 
 # The benchmark (bench/README.md): a table on stdout, JSON in bench/results/.
 # Flags through BENCH_ARGS, e.g. make bench BENCH_ARGS="--quick --workloads W1,W3".
