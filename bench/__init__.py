@@ -1,1 +1,1 @@
-"""`python -m bench`: the gateway's benchmark, against a naive baseline (see README)."""
+"""`python -m bench`: the gateway's benchmark, against a naive baseline (see docs/benchmark.md)."""

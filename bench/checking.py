@@ -5,7 +5,7 @@ event id carries: the stream sequence for the gateway, the publisher's counter f
 naive baseline. A connection must get, for each of its symbols, every published key of
 that symbol from the first one it received (the snapshot of the latest price, or the
 first live one) onwards, once, and nothing of other symbols. Events of one connection
-must also come in key order (SPEC: stream order).
+must also come in key order (the contract: a connection's events come in stream order).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from contracts.symbols import DEFAULT_SUBJECT_PREFIX, all_subjects
 logger = logging.getLogger(__name__)
 
 DEFAULT_STREAM = "PRICES"
-# JetStream caps consumers per stream at 1,000 unless set explicitly (DESIGN.md), and every
+# JetStream caps consumers per stream at 1,000 unless set explicitly (nats-server 2.15), and every
 # SSE client holds one: this is the ceiling across all gateway replicas.
 DEFAULT_MAX_CONSUMERS = 100_000
 STREAM_NAME_IN_USE = 10058

@@ -14,7 +14,7 @@ from tests.servers import eventually
 from tests.sse_client import open_stream
 from tests.ticks import publish
 
-SPEC_FLAGS = [
+CONTRACT_FLAGS = [
     "--nats-url",
     "--host",
     "--port",
@@ -38,7 +38,7 @@ async def gateway_process(nats_url: str) -> AsyncIterator[GatewayProcess]:
 async def test_help_documents_every_flag_with_its_variable() -> None:
     status, out, _ = await run_command("-m", "gateway", "--help")
     assert status == 0
-    for flag in SPEC_FLAGS:
+    for flag in CONTRACT_FLAGS:
         assert flag in out
     assert "$NATS_URL" in out
     assert "$GATEWAY_PORT" in out

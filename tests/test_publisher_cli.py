@@ -17,7 +17,7 @@ from nats.js.api import StorageType, StreamConfig
 from tests.servers import eventually, free_port
 
 PROG = "python -m publisher"
-SPEC_FLAGS = ["--nats-url", "--source", "--symbols", "--rate"]
+CONTRACT_FLAGS = ["--nats-url", "--source", "--symbols", "--rate"]
 
 
 async def run_publisher(
@@ -42,10 +42,10 @@ def error_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith(f"{PROG}: error:")]
 
 
-async def test_help_documents_the_spec_flags_with_their_variables() -> None:
+async def test_help_documents_the_contract_flags_with_their_variables() -> None:
     status, out, _ = await run_publisher("--help")
     assert status == 0
-    for flag in SPEC_FLAGS:
+    for flag in CONTRACT_FLAGS:
         assert flag in out
     for variable in ["$NATS_URL", "$PUBLISHER_SOURCE", "$PUBLISHER_SYMBOLS", "$PUBLISHER_RATE"]:
         assert variable in out

@@ -53,7 +53,7 @@ class ConsumerSpec:
             opt_start_seq=self.start_sequence,
             ack_policy=AckPolicy.NONE,
             filter_subjects=list(self.filter_subjects),
-            # Per-client consumers are cheap only in memory with one replica (DESIGN.md);
+            # Per-client consumers are cheap only in memory with one replica (docs/architecture.md);
             # the stream itself keeps the data, and a lost consumer is recreated on resume.
             mem_storage=True,
             num_replicas=1,
