@@ -30,7 +30,7 @@ from publisher.ticks import PriceWalk
 
 logger = logging.getLogger(__name__)
 
-# The version of the message contract this document describes (SPEC.md section 2).
+# The version of the message contract this document describes (subjects and messages, docs/api.md).
 CONTRACT_VERSION = "1.0.0"
 # Seconds nats-py waits between connection attempts, at start and after a disconnect.
 RECONNECT_WAIT = 1
