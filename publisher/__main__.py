@@ -1,4 +1,5 @@
-"""`python -m publisher`: publish demo ticks to NATS JetStream until SIGTERM or Ctrl-C."""
+"""`python -m publisher`: publish demo ticks to NATS JetStream until SIGTERM or Ctrl-C, or
+with --replay FILE the ticks of a recording, then exit."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ async def serve(settings: PublisherSettings) -> int:
         await service.app.run(log_level=logging.INFO)
     finally:
         await service.close()
-    return 1 if service.crashed else 0
+    return 1 if service.crashed or service.incomplete else 0
 
 
 def main(argv: list[str]) -> int:

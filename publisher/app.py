@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -24,6 +25,7 @@ from contracts.stream import ensure_stream
 from contracts.symbols import all_subjects
 from publisher.errors import NatsUnavailableError, StreamUnavailableError
 from publisher.last_prices import LastPrices, last_prices
+from publisher.replay import Replayer, check_file
 from publisher.settings import PublisherSettings
 from publisher.ticker import TickPublisher
 from publisher.ticks import PriceWalk
@@ -116,6 +118,7 @@ class PublisherService:
         self.settings = settings
         self.crashed = False
         self.ticker: TickPublisher | None = None
+        self.replayer: Replayer | None = None
         self.last_prices: LastPrices | None = None
         self._task: asyncio.Task[None] | None = None
         self._opened = False
@@ -167,6 +170,10 @@ class PublisherService:
         """
         if self._opened:
             return
+        if self.settings.replay:
+            # Every row checked before connecting: a bad file publishes nothing.
+            rows = check_file(Path(self.settings.replay), self.settings.source)
+            logger.info("replay file checked", extra={"file": self.settings.replay, "ticks": rows})
         urls = display_urls(self.settings.nats_url)
         limit = self.settings.connect_timeout
         try:
@@ -196,6 +203,9 @@ class PublisherService:
         await self.broker.stop()
 
     async def _start_ticking(self) -> None:
+        if self.settings.replay:
+            self._start_replay()
+            return
         settings = self.settings
         walk = PriceWalk(settings.symbol_list, settings.source)
         js = self.broker.connection.jetstream(timeout=settings.publish_timeout)
@@ -218,9 +228,31 @@ class PublisherService:
             },
         )
 
+    def _start_replay(self) -> None:
+        settings = self.settings
+        self.ticker = TickPublisher(self.prices, settings)
+        self.replayer = Replayer(
+            Path(settings.replay), settings.source, self.ticker, settings.speed
+        )
+        self._task = asyncio.create_task(self.replayer.run(), name="replay")
+        self._task.add_done_callback(self._on_loop_done)
+        logger.info(
+            "replaying",
+            extra={"source": settings.source, "file": settings.replay, "speed": settings.speed},
+        )
+
+    @property
+    def incomplete(self) -> bool:
+        """A replay in which some tick could not be published."""
+        return (
+            self.replayer is not None and self.ticker is not None and self.ticker.stats.failed > 0
+        )
+
     def _on_loop_done(self, task: asyncio.Task[None]) -> None:
         error = None if task.cancelled() else task.exception()
         if error is None:
+            if self.replayer is not None and not task.cancelled():
+                self.app.exit()  # the file is done (or stopped): so is the process
             return  # stopped or cancelled by _stop_ticking
         # Publish failures are handled inside the loop, so this is a bug: say so, and end
         # the process rather than live on without publishing.
@@ -235,6 +267,8 @@ class PublisherService:
             return
         self._task = None
         ticker.stop()
+        if self.replayer is not None:
+            self.replayer.stop()
         try:
             # Let the round in flight collect its acks, but not sit out a whole series of
             # retries: a tick cut off here is simply not published.
@@ -243,7 +277,10 @@ class PublisherService:
             if not task.done():
                 task.cancel()
                 await asyncio.wait({task})
-        logger.info("publishing stopped", extra=dataclasses.asdict(ticker.stats))
+        stats = dataclasses.asdict(ticker.stats)
+        if self.replayer is not None:
+            stats |= {"replayed": self.replayer.stats.ticks, "late": self.replayer.stats.late}
+        logger.info("publishing stopped", extra=stats)
 
     async def _on_error(self, error: Exception) -> None:
         self._last_error = error

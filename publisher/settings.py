@@ -49,6 +49,14 @@ class PublisherSettings(CommonSettings):
     connect_timeout: float = setting(
         5.0, "seconds to reach NATS at start; after that, exit with status 2"
     )
+    replay: str = setting(
+        "",
+        "CSV or NDJSON file of recorded ticks (symbol, price, timestamp) to publish instead "
+        "of the random walk, then exit",
+    )
+    speed: float = setting(
+        1.0, "with --replay: 1 replays at the recorded pace, 10 ten times faster, 0 at once"
+    )
 
     def __post_init__(self) -> None:
         # A slotted dataclass has no __class__ cell, so zero-argument super() fails here.
@@ -62,6 +70,11 @@ class PublisherSettings(CommonSettings):
         require(self.publish_timeout > 0, "--publish-timeout must be > 0")
         require(0 <= self.publish_retries <= 100, "--publish-retries must be 0-100")
         require(self.connect_timeout > 0, "--connect-timeout must be > 0")
+        require(
+            not self.replay or os.path.isfile(self.replay),
+            f"--replay: {self.replay} is not a readable file",
+        )
+        require(self.speed >= 0, "--speed must be >= 0 (0: as fast as JetStream acks)")
         # JetStream de-duplicates a repeated Nats-Msg-Id only within the window: a retry
         # after it would store the tick twice.
         window = min(self.stream_duplicate_window, self.stream_max_age)  # as StreamSettings
