@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
-from nats.errors import Error as NatsError
-from nats.js.errors import NotFoundError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -21,17 +19,19 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.auth.access import authorize
 from gateway.auth.tokens import Authenticator
-from gateway.errors import GatewayError, http_problem, internal_problem, problem_for
+from gateway.errors import GatewayError, NatsUnavailableError
 from gateway.http.connection import SseConnection
 from gateway.http.handover import Serve
 from gateway.http.openapi import openapi_routes
 from gateway.http.page import StoredSymbols, page_routes
+from gateway.http.problems import http_problem, internal_problem, problem_for
 from gateway.http.query import parse_query
 from gateway.http.security import CorsHeaders, browser_middleware, security_headers
+from gateway.http.sink import AsgiSink, Headers, Sink
 from gateway.hub import Hub
 from gateway.metrics import INTERNAL
 from gateway.settings import Settings
-from gateway.stream import AsgiSink, Headers, PriceStream, Sink, stream_head
+from gateway.stream import PriceStream, stream_head
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def build_app(settings: Settings, hub: Hub | None = None) -> GatewayApp:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with hub:
+        async with hub.running():  # the hub's tasks live exactly as long as the app
             yield
 
     app = GatewayApp(
@@ -175,15 +175,13 @@ class GatewayApp(Starlette):
 async def _not_ready(hub: Hub) -> str | None:
     if hub.draining.is_set():
         return "draining"
-    if hub.js is None or hub.nc is None or not hub.nc.is_connected:
-        return "not connected to NATS"
     try:
         async with asyncio.timeout(READY_CHECK_TIMEOUT):
-            await hub.js.stream_info(hub.stream.name)
-    except NotFoundError:
-        return f"stream {hub.stream.name} not found"
-    except (NatsError, TimeoutError) as exc:
-        return f"NATS did not answer: {exc!r}"
+            await hub.stream_info()
+    except NatsUnavailableError as exc:
+        return str(exc)
+    except TimeoutError:
+        return "NATS did not answer in time"
     if hub.settings.shared_feed and (hub.live is None or not hub.live.running.is_set()):
         return "the live feed is not following the stream yet"
     return None

@@ -1,4 +1,4 @@
-"""Gateway errors, each answered as RFC 9457 problem details.
+"""Gateway errors, each answered as RFC 9457 problem details (gateway.http.problems).
 
     GatewayError (500)
     ├── BadRequestError (400)            a malformed query: symbol, id, too many symbols
@@ -14,13 +14,6 @@ After a stream has started, an error can only end it: `StreamEndedError` says wh
 from __future__ import annotations
 
 from typing import ClassVar
-
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-
-PROBLEM_JSON = "application/problem+json"
-RETRY_AFTER_SECONDS = 2
 
 
 class GatewayError(Exception):
@@ -81,40 +74,3 @@ class NatsUnavailableError(UnavailableError):
 
 class StreamEndedError(Exception):
     """The client's feed ended (consumer gone, NATS lost); the client resumes by its last id."""
-
-
-def problem(
-    status: int,
-    title: str,
-    detail: str,
-    kind: str,
-    headers: dict[str, str] | None = None,
-    **extensions: object,
-) -> Response:
-    body = {"type": f"/problems/{kind}", "title": title, "status": status, "detail": detail}
-    body.update(extensions)  # RFC 9457 extension members
-    if status == 503:
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-    return JSONResponse(body, status, headers, media_type=PROBLEM_JSON)
-
-
-def problem_for(exc: GatewayError) -> Response:
-    kind = type(exc).__name__
-    if isinstance(exc, UnauthorizedError):
-        return problem(exc.status, exc.title, str(exc), kind, {"WWW-Authenticate": exc.challenge()})
-    if isinstance(exc, ForbiddenError):
-        return problem(exc.status, exc.title, str(exc), kind, symbols=exc.symbols)
-    return problem(exc.status, exc.title, str(exc), kind)
-
-
-def internal_problem() -> Response:
-    return problem(
-        500, "Internal error", "the gateway failed to answer; see its log", "InternalError"
-    )
-
-
-async def http_problem(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404/405 as problem details too."""
-    assert isinstance(exc, HTTPException)
-    detail = f"{request.method} {request.url.path}: {exc.detail}"
-    return problem(exc.status_code, exc.detail, detail, f"http-{exc.status_code}")

@@ -1,19 +1,20 @@
-"""The hub: the gateway's NATS side. Connects, opens one consumer per client, and drains.
+"""The hub: the gateway's NATS side. Admits clients, opens their feeds, drains them.
 
-It owns a task group for process-wide work (the connection, the drain waves) and every
-client consumer this process creates.
+`async with hub.running()` (the app's lifespan) owns every process-wide task: the
+connection, then the live feed and the heartbeat sweep, in one task group; each client's
+consumer belongs to that client's `attach` block.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import random
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import TracebackType
 
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
@@ -24,40 +25,24 @@ from nats.js.errors import NotFoundError
 from contracts.nats_options import connect_options
 from contracts.stream import StreamSettings
 from contracts.symbols import all_subjects, subject_for
-from gateway.broker.connection import connect, ensure_stream_until_done, wait_for_stream
+from gateway.broker.connection import close, connect, ensure_stream_until_done, wait_for_stream
 from gateway.broker.consumer import ConsumerSpec, PullConsumer
 from gateway.errors import AtCapacityError, NatsUnavailableError
 from gateway.feed.client import ClientFeed
 from gateway.feed.framer import TickFramer
-from gateway.feed.live import LiveFeed, Subscriber
+from gateway.feed.live import LiveFeed
+from gateway.feed.outbox import Outbox
 from gateway.feed.resume import resolve_start
+from gateway.feed.splice import DRAINING
 from gateway.http.query import StreamQuery
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-DRAINING = "gateway draining"
-
-
-async def _close(nc: NATS) -> None:
-    """Drain the connection (it flushes consumer deletes still in flight), or, when NATS is
-    away and a drain cannot be, just close it: the server removes what is left of this
-    gateway's consumers by their inactive threshold."""
-    if nc.is_connected:
-        try:
-            await nc.drain()
-            return
-        except (NatsError, TimeoutError) as exc:
-            logger.warning("NATS connection not drained", extra={"error": repr(exc)})
-    try:
-        await nc.close()
-    except Exception as exc:  # nats-py may write to the socket it has lost (uvloop raises)
-        logger.warning("NATS connection closed uncleanly", extra={"error": repr(exc)})
-
 
 class Hub:
-    """`async with Hub(settings) as hub`: connected in the background, drained on exit."""
+    """Serves once `running()` is entered: connects in the background, drains on demand."""
 
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
@@ -66,72 +51,66 @@ class Hub:
         self.stream: StreamSettings = settings.stream_settings()
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
+        self.live: LiveFeed | None = None
         self.draining = asyncio.Event()
+        self._forced = asyncio.Event()  # a second signal: end everything now
         self._feeds: dict[str, ClientFeed] = {}
         self._per_address: Counter[str] = Counter()  # streams by client address
         self._open_streams = 0  # attached or attaching
         self._client_numbers = itertools.count(1)
-        self._no_streams = asyncio.Event()
-        self._no_streams.set()
-        self.live: LiveFeed | None = None
-        # Process-wide work: the connection, then the live feed.
-        self._tasks = asyncio.TaskGroup()
-        self._background: list[asyncio.Task[None]] = []  # cancelled when the hub closes
-        self._closing = False
+        # Set while there is no stream left for a drain to wait for (or it must not wait).
+        self._quiet = asyncio.Event()
+        self._quiet.set()
 
-    async def __aenter__(self) -> Hub:
-        await self._tasks.__aenter__()
-        self._background.append(self._tasks.create_task(self._establish()))
-        return self
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Hub]:
+        """The hub's tasks run inside the block; on exit they stop and NATS is drained."""
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                service = tasks.create_task(self._serve())
+                try:
+                    yield self
+                finally:
+                    service.cancel()  # the process is stopping: so is the service
+        finally:
+            if self.nc is not None:
+                await close(self.nc)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._closing = True
-        for task in self._background:
-            task.cancel()
-        await self._tasks.__aexit__(exc_type, exc, tb)
-        if self.nc is not None:
-            await _close(self.nc)
-
-    async def _establish(self) -> None:
-        nc = await connect(
+    async def _serve(self) -> None:
+        """Connect (retrying until NATS answers), then keep the sweep and the live feed."""
+        self.nc = nc = await connect(
             self.settings.nats_url.split(","),
             f"gateway-{self.settings.gateway_id}",
             self._on_disconnected,
             self._on_reconnected,
             connect_options(self.settings),
         )
-        self.nc = nc
         self.js = nc.jetstream(timeout=self.settings.nats_timeout)
         if self.settings.ensure_stream:
             await ensure_stream_until_done(nc, self.stream)
         else:
             await wait_for_stream(self.js, self.stream.name)
         logger.info("gateway connected", extra={"gateway": self.settings.gateway_id})
-        self._background.append(self._tasks.create_task(self._sweep()))
-        if self.settings.shared_feed:
-            self.live = LiveFeed(nc, self.js, self.settings, self.metrics, self.framer)
-            await self.live.run()  # until the hub closes
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._sweep())
+            if self.settings.shared_feed:
+                self.live = LiveFeed(nc, self.js, self.settings, self.metrics, self.framer)
+                tasks.create_task(self.live.run())
 
     async def _sweep(self) -> None:
-        """Once a second (or per half heartbeat): stuck writes and due heartbeats."""
+        """Wake the live clients due a heartbeat, once a second (or per half heartbeat)."""
         loop = asyncio.get_running_loop()
-        settings = self.settings
-        interval = min(1.0, settings.heartbeat / 2, settings.send_timeout / 2)
+        interval = min(1.0, self.settings.heartbeat / 2)
+        # A sweep late by up to one interval must still keep heartbeats within --heartbeat.
+        heartbeat = self.settings.heartbeat - interval
         while True:
             await asyncio.sleep(interval)
             now = loop.time()
             for feed in list(self._feeds.values()):
-                # A sweep late by up to one interval must still keep heartbeats within
-                # --heartbeat of each other.
-                feed.sweep(now, settings.heartbeat - interval, settings.send_timeout)
+                feed.heartbeat_due(now, heartbeat)
 
     async def _on_disconnected(self) -> None:
-        if not self._closing:
+        if not self.draining.is_set():  # else it is our own drain's
             logger.warning("NATS disconnected")
 
     async def _on_reconnected(self) -> None:
@@ -149,7 +128,8 @@ class Hub:
 
     async def drain(self) -> None:
         """Refuse new streams at once, and end the open ones in waves over the drain period,
-        so their reconnects (by Last-Event-ID, to other replicas) do not arrive all at once."""
+        so their reconnects (by Last-Event-ID, to other replicas) do not arrive all at once.
+        `force()` ends it early."""
         self.draining.set()
         feeds = list(self._feeds.values())
         random.shuffle(feeds)
@@ -159,17 +139,25 @@ class Hub:
         logger.info("draining", extra={"streams": len(feeds), "period": period})
         for i, feed in enumerate(feeds):
             if (delay := started + period * i / len(feeds) - loop.time()) > 0:
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._forced.wait()
             feed.stop(DRAINING)
-        self.end_all()  # and any stream that was still attaching
-        await self._no_streams.wait()  # each stream's last write and consumer delete
+        self._end_all()  # and any stream that was still attaching
+        await self._quiet.wait()  # each stream's last write and consumer delete
         logger.info(
             "drained", extra={"streams": len(feeds), "seconds": round(loop.time() - started, 3)}
         )
 
-    def end_all(self) -> None:
-        """End every open stream now."""
+    def force(self) -> None:
+        """A second signal: end every stream now, and let the drain finish without
+        waiting for their last writes."""
         self.draining.set()
+        self._forced.set()
+        self._quiet.set()
+        self._end_all()
+
+    def _end_all(self) -> None:
         for feed in list(self._feeds.values()):
             feed.stop(DRAINING)
 
@@ -179,7 +167,8 @@ class Hub:
             return (all_subjects(prefix),)
         return tuple(subject_for(symbol, prefix) for symbol in query.symbols)
 
-    async def _stream_info(self) -> StreamInfo:
+    async def stream_info(self) -> StreamInfo:
+        """The stream's info; NatsUnavailableError (503) when it cannot be had."""
         if self.js is None or self.nc is None or not self.nc.is_connected:
             raise NatsUnavailableError("not connected to NATS")
         try:
@@ -225,64 +214,53 @@ class Hub:
         # Counted before the first await, so concurrent attaches respect the limits.
         self._per_address[address] += 1
         self._open_streams += 1
-        self._no_streams.clear()
-        subscriber: Subscriber | None = None
-        live: LiveFeed | None = None
+        self._quiet.clear()  # no attach passes _admit once draining, so never forced here
         try:
-            info = await self._stream_info()
-            assert self.js is not None
-            assert self.nc is not None
-            subjects = self._subjects(query)
-            start = await resolve_start(
-                self.js, info, query.position, None if query.symbols is None else subjects
-            )
-            # This frame lives as long as the stream: a StreamInfo is ~3 KB per client.
-            del info
-            if (live := await self._live_feed(start.incarnation)) is not None:
-                # Before the consumer exists: the live feed's buffer must cover everything
-                # the consumer will not (see client_feed).
-                subscriber = Subscriber(
-                    None if query.symbols is None else subjects, self.settings.max_pending_bytes
-                )
-                live.subscribe(subscriber)
-            client_id = f"{next(self._client_numbers)}"
-
-            def open_consumer(policy: DeliverPolicy, sequence: int | None) -> PullConsumer:
-                assert self.nc is not None
-                assert self.js is not None
-                spec = ConsumerSpec(
-                    stream=self.stream.name,
-                    name=f"sse-{self.settings.gateway_id}-{client_id}",
-                    filter_subjects=subjects,
-                    deliver_policy=policy,
-                    start_sequence=sequence,
-                    inactive_threshold=self.settings.inactive_threshold,
-                )
-                return PullConsumer(
-                    self.nc,
-                    self.js,
-                    spec,
-                    self.metrics,
-                    batch=self.settings.pull_batch,
-                    api_timeout=self.settings.nats_timeout,
-                )
-
-            async with ClientFeed(
-                client_id, start, open_consumer, subscriber, self.metrics, self.framer
-            ) as feed:
-                self._feeds[client_id] = feed
+            async with await self._feed_for(query) as feed:
+                self._feeds[feed.client_id] = feed
                 try:
                     if self.draining.is_set():
                         feed.stop(DRAINING)
                     yield feed
                 finally:
-                    del self._feeds[client_id]
+                    del self._feeds[feed.client_id]
         finally:
-            if live is not None and subscriber is not None:
-                live.unsubscribe(subscriber)
             self._open_streams -= 1
             self._per_address[address] -= 1
             if not self._per_address[address]:
                 del self._per_address[address]
             if not self._open_streams:
-                self._no_streams.set()
+                self._quiet.set()
+
+    async def _feed_for(self, query: StreamQuery) -> ClientFeed:
+        """The client's feed, from where its query starts; not entered yet."""
+        info = await self.stream_info()
+        nc, js, settings = self.nc, self.js, self.settings
+        assert nc is not None
+        assert js is not None
+        subjects = self._subjects(query)
+        wanted = None if query.symbols is None else subjects
+        start = await resolve_start(js, info, query.position, wanted)
+        live = await self._live_feed(start.incarnation)
+        outbox = None if live is None else Outbox(wanted, settings.max_pending_bytes)
+        client_id = f"{next(self._client_numbers)}"
+
+        def open_consumer(policy: DeliverPolicy, sequence: int | None) -> PullConsumer:
+            spec = ConsumerSpec(
+                stream=self.stream.name,
+                name=f"sse-{settings.gateway_id}-{client_id}",
+                filter_subjects=subjects,
+                deliver_policy=policy,
+                start_sequence=sequence,
+                inactive_threshold=settings.inactive_threshold,
+            )
+            return PullConsumer(
+                nc,
+                js,
+                spec,
+                self.metrics,
+                batch=settings.pull_batch,
+                api_timeout=settings.nats_timeout,
+            )
+
+        return ClientFeed(client_id, start, open_consumer, live, outbox, self.metrics, self.framer)

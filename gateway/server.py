@@ -43,7 +43,7 @@ def server_config(settings: Settings, app: ASGIApp, **overrides: object) -> uvic
 
 class GatewayServer(uvicorn.Server):
     """On SIGTERM/SIGINT uvicorn stops accepting and waits for open responses to finish;
-    SSE responses never finish by themselves, so end them first."""
+    SSE responses never finish by themselves, so the hub drains them first."""
 
     def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
         super().__init__(config)
@@ -51,18 +51,16 @@ class GatewayServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # Still listening while draining: readiness and new /stocks answer 503 at once.
-        draining = asyncio.create_task(self.hub.drain())
-        while not draining.done() and not self.force_exit:
-            await asyncio.wait({draining}, timeout=0.1)  # uvicorn polls force_exit alike
-        if not draining.done():
-            draining.cancel()
-            self.hub.end_all()
+        await self.hub.drain()
         await super().shutdown(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # A second signal of either kind ends at once (uvicorn only does so for SIGINT).
         if self.should_exit:
             self.force_exit = True
+            # A signal handler runs between two steps of the loop: hand the work to it.
+            with contextlib.suppress(RuntimeError):  # no loop running: nothing to end
+                asyncio.get_running_loop().call_soon_threadsafe(self.hub.force)
         super().handle_exit(sig, frame)
 
     @contextlib.contextmanager

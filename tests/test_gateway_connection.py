@@ -19,7 +19,6 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
-from gateway.feed.client import ClientFeed
 from gateway.http.connection import SseConnection
 from tests.aftermath import assert_unharmed
 from tests.conftest import RunningGateway, StartGateway
@@ -263,14 +262,14 @@ async def test_a_stream_that_fails_is_cut_off_and_logged_and_the_gateway_serves_
 async def test_live_events_are_written_by_the_flush_itself_while_the_writer_waits(
     start_gateway: StartGateway, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    written_by_flush: list[bool] = []
-    deliver_now = ClientFeed.deliver_now
+    written_by_flush: list[bytes] = []
+    write_now = SseConnection.write_now  # only the live feed's flush writes this way
 
-    def counted(feed: ClientFeed, now: float) -> bool:
-        written_by_flush.append(result := deliver_now(feed, now))
-        return result
+    def counted(connection: SseConnection, body: bytes) -> None:
+        written_by_flush.append(body)
+        write_now(connection, body)
 
-    monkeypatch.setattr(ClientFeed, "deliver_now", counted)
+    monkeypatch.setattr(SseConnection, "write_now", counted)
     gateway = await start_gateway(shared_feed=True)
     async with connect(gateway, get("/stocks?symbols=AAPL")) as stream:
         assert (await stream.head()).status == 200
@@ -287,7 +286,7 @@ async def test_live_events_are_written_by_the_flush_itself_while_the_writer_wait
             frame = await stream.event()
             # One event per chunk: each was published after the previous one arrived.
             assert frame.startswith(f"id: {ids[-1]}\n".encode()), frame
-    assert written_by_flush.count(True) >= 9, written_by_flush
+    assert len(written_by_flush) >= 9, written_by_flush
     await assert_unharmed(gateway, js)
 
 

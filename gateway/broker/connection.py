@@ -130,3 +130,19 @@ def _error_report(servers: str) -> Callable[[Exception], Awaitable[None]]:
             )
 
     return report
+
+
+async def close(nc: NATS) -> None:
+    """Drain the connection (it flushes consumer deletes still in flight), or, when NATS is
+    away and a drain cannot be, just close it: the server removes what is left of this
+    gateway's consumers by their inactive threshold."""
+    if nc.is_connected:
+        try:
+            await nc.drain()
+            return
+        except (NatsError, TimeoutError) as exc:
+            logger.warning("NATS connection not drained", extra={"error": repr(exc)})
+    try:
+        await nc.close()
+    except Exception as exc:  # nats-py may write to the socket it has lost (uvloop raises)
+        logger.warning("NATS connection closed uncleanly", extra={"error": repr(exc)})

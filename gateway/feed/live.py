@@ -1,9 +1,9 @@
 """The live feed: one consumer on every price subject for the whole process, fanned out.
 
-Each message is framed once; the same bytes go to every subscriber of its subject, as one
-shared `LiveEvent`. Per subscriber and event the cost is a deque append. The feed is
-ordered by stream sequence and never skips: when its consumer is lost (a NATS restart) it
-is recreated from the next sequence.
+Each message is framed once; the same bytes go to every outbox of its subject, as one
+shared `LiveEvent` (gateway.feed.outbox). Per client and event the cost is one offer.
+The feed is ordered by stream sequence and never skips: when its consumer is lost (a NATS
+restart) it is recreated from the next sequence.
 """
 
 from __future__ import annotations
@@ -11,9 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections import deque
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -27,105 +24,15 @@ from gateway.broker.consumer import ConsumerSpec, PullConsumer, delivery
 from gateway.errors import NatsUnavailableError, StreamEndedError
 from gateway.feed import sse
 from gateway.feed.framer import TickFramer
+from gateway.feed.outbox import LiveEvent, Outbox
+from gateway.feed.splice import FEED_LOST, STREAM_REPLACED
 from gateway.metrics import Metrics
 from gateway.settings import Settings
-from gateway.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
 
 LIVE_BATCH = 1024
 RESTART_DELAY = 0.5
-STREAM_REPLACED = "the stream was recreated"
-FEED_LOST = "the gateway lost its live feed"
-
-
-class LiveEvent(NamedTuple):
-    sequence: int
-    frame: bytes
-    published: float | None  # the tick's timestamp, for the lag histogram
-
-
-class Subscriber:
-    """One client's share of the live feed: the events for its subjects, bounded in bytes.
-
-    Before the client has caught up (`live` False) the oldest events make room for new
-    ones, and `dropped_through` remembers how far; the client's own consumer still has
-    them. Once live, going over the bound marks it `overflowed`: the client has fallen
-    behind and goes back to a consumer of its own.
-    """
-
-    __slots__ = (
-        "deliver",
-        "dropped_through",
-        "due",
-        "ended",
-        "events",
-        "live",
-        "max_bytes",
-        "overflowed",
-        "pending_bytes",
-        "subjects",
-        "wake",
-    )
-
-    def __init__(self, subjects: tuple[str, ...] | None, max_bytes: int) -> None:
-        self.subjects = subjects
-        self.max_bytes = max_bytes
-        # None while empty: an idle client would otherwise hold an empty deque (~760 B).
-        self.events: deque[LiveEvent] | None = None
-        self.pending_bytes = 0
-        self.dropped_through = 0
-        self.live = False
-        self.overflowed = False
-        self.ended: str | None = None
-        self.wake = Wakeup()  # only the client's own task waits on it
-        self.due = False  # in the live feed's list of subscribers for its next flush
-        # Writes the due events at once (client_feed.ClientFeed.deliver_now); False: wake.
-        self.deliver: Callable[[float], bool] | None = None
-
-    def offer(self, event: LiveEvent) -> bool:
-        """Buffer `event`; True when the subscriber should be added to the wake list."""
-        if self.overflowed:
-            return False
-        events = self.events
-        if events is None:
-            events = self.events = deque()
-        events.append(event)
-        self.pending_bytes += len(event.frame)
-        if self.pending_bytes > self.max_bytes:
-            if self.live:
-                self.overflowed = True
-            else:
-                while self.pending_bytes > self.max_bytes:
-                    dropped = events.popleft()
-                    self.pending_bytes -= len(dropped.frame)
-                    self.dropped_through = dropped.sequence
-        if self.due:
-            return False
-        self.due = True
-        return True
-
-    def take(self) -> Sequence[LiveEvent]:
-        events, self.events = self.events, None
-        self.pending_bytes = 0
-        return events or ()
-
-    def reset(self) -> None:
-        """Buffer again from now, for a client going back to catching up."""
-        self.take()
-        self.live = False
-        self.overflowed = False
-        self.dropped_through = 0
-
-    def discard_through(self, sequence: int) -> None:
-        """Forget the events the client's own consumer already delivered."""
-        events = self.events
-        while events and events[0].sequence <= sequence:
-            self.pending_bytes -= len(events.popleft().frame)
-
-    def end(self, reason: str) -> None:
-        self.ended = reason
-        self.wake.set()
 
 
 class LiveFeed:
@@ -145,13 +52,13 @@ class LiveFeed:
         self._metrics = metrics
         self._framer = framer
         self._stream = settings.stream
-        self._by_subject: dict[str, set[Subscriber]] = {}
-        self._everything: set[Subscriber] = set()
+        self._by_subject: dict[str, set[Outbox]] = {}
+        self._everything: set[Outbox] = set()
         self.incarnation: str | None = None
         self.position = 0  # the last stream sequence fanned out
         self.running = asyncio.Event()
         self._coalesce = settings.coalesce
-        self._due: list[Subscriber] = []
+        self._due: list[Outbox] = []
         self._flush: asyncio.TimerHandle | None = None  # the next flush, while any is due
         self._flushed_at = 0.0  # loop time of the last flush
         self._changed = asyncio.Event()  # replaced at each change; waiters hold the old one
@@ -159,22 +66,22 @@ class LiveFeed:
         self._generations = itertools.count(1)
         self._followed_since: float | None = None
 
-    def subscribe(self, subscriber: Subscriber) -> None:
-        if subscriber.subjects is None:
-            self._everything.add(subscriber)
+    def subscribe(self, outbox: Outbox) -> None:
+        if outbox.subjects is None:
+            self._everything.add(outbox)
         else:
-            for subject in subscriber.subjects:
-                self._by_subject.setdefault(subject, set()).add(subscriber)
+            for subject in outbox.subjects:
+                self._by_subject.setdefault(subject, set()).add(outbox)
 
-    def unsubscribe(self, subscriber: Subscriber) -> None:
-        if subscriber.subjects is None:
-            self._everything.discard(subscriber)
+    def unsubscribe(self, outbox: Outbox) -> None:
+        if outbox.subjects is None:
+            self._everything.discard(outbox)
             return
-        for subject in subscriber.subjects:
-            subscribers = self._by_subject.get(subject)
-            if subscribers is not None:
-                subscribers.discard(subscriber)
-                if not subscribers:
+        for subject in outbox.subjects:
+            outboxes = self._by_subject.get(subject)
+            if outboxes is not None:
+                outboxes.discard(outbox)
+                if not outboxes:
                     del self._by_subject[subject]
 
     async def wait_following(self, incarnation: str) -> None:
@@ -192,7 +99,7 @@ class LiveFeed:
         self._changed = asyncio.Event()
 
     def _schedule_flush(self) -> None:
-        """Write (or wake) the due subscribers at most once per --coalesce seconds: at once
+        """Write (or wake) the due outboxes at most once per --coalesce seconds: at once
         when the last flush is that long ago (a lone tick is not held back), else when it
         will be (ticks in between join the same writes). No timer while nothing is due."""
         if self._flush is None:
@@ -207,11 +114,10 @@ class LiveFeed:
     def _wake_due(self) -> None:
         due, self._due = self._due, []
         now = asyncio.get_running_loop().time()
-        for subscriber in due:
-            subscriber.due = False
-            deliver = subscriber.deliver
-            if deliver is None or not deliver(now):
-                subscriber.wake.set()
+        for outbox in due:
+            outbox.due = False
+            if (reader := outbox.reader) is not None:
+                reader.on_due(now)
 
     def repull(self) -> None:
         if self._consumer is not None:
@@ -294,22 +200,23 @@ class LiveFeed:
             if sequence <= self.position:
                 continue  # from an earlier consumer of ours that came back: already sent
             self.position = sequence
-            subscribers = by_subject.get(msg.subject)
-            if not subscribers and not everything:
+            outboxes = by_subject.get(msg.subject)
+            if not outboxes and not everything:
                 continue
             frame = self._framer.frame(prefix + digits, msg.data, msg.subject)
             event = LiveEvent(sequence, frame, sse.published_at(msg.data))
-            for subscriber in subscribers or ():
-                if subscriber.offer(event):
-                    due.append(subscriber)
-            for subscriber in everything:
-                if subscriber.offer(event):
-                    due.append(subscriber)
+            for outbox in outboxes or ():
+                if outbox.offer(event):
+                    due.append(outbox)
+            for outbox in everything:
+                if outbox.offer(event):
+                    due.append(outbox)
         if not self._coalesce:
             self._wake_due()
         elif due:
             self._schedule_flush()
 
     def _end_all(self, reason: str) -> None:
-        for subscriber in self._everything.union(*self._by_subject.values()):
-            subscriber.end(reason)
+        for outbox in self._everything.union(*self._by_subject.values()):
+            if (reader := outbox.reader) is not None:
+                reader.stop(reason)

@@ -15,9 +15,10 @@ import logging
 from starlette.responses import Response
 from uvicorn.server import ServerState
 
+from gateway.errors import StreamEndedError
 from gateway.feed.client import ClientFeed
-from gateway.hub import DRAINING
-from gateway.stream import CLIENT_CLOSED, FINAL_WRITE_TIMEOUT, Headers
+from gateway.feed.splice import CLIENT_CLOSED, DRAINING, SLOW_CLIENT
+from gateway.http.sink import FINAL_WRITE_TIMEOUT, Headers
 
 STREAM_HEAD = b"HTTP/1.1 200 OK\r\n"
 
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 class SseConnection(asyncio.Protocol):
-    """The protocol of a streaming connection, and the stream's sink (streaming.Sink).
+    """The protocol of a streaming connection, and the stream's sink (gateway.http.sink).
 
     The client has nothing more to say once it has asked for the stream: what it sends is
     dropped, and its end (or a reset) ends the stream. The connection closes when the
@@ -81,7 +82,7 @@ class SseConnection(asyncio.Protocol):
         if self.feed is not None:
             self.feed.stop(DRAINING)
 
-    # streaming.Sink
+    # gateway.http.sink.Sink
 
     @property
     def connected(self) -> bool:
@@ -91,7 +92,7 @@ class SseConnection(asyncio.Protocol):
     def direct(self) -> SseConnection:
         return self
 
-    # client_feed.DirectSink
+    # gateway.feed.client.DirectSink
 
     @property
     def ready(self) -> bool:
@@ -124,7 +125,7 @@ class SseConnection(asyncio.Protocol):
         head.append(bytes(response.body))
         self._close_after(b"".join(head))
 
-    async def begin(self, headers: Headers, body: bytes) -> None:
+    async def begin(self, headers: Headers, body: bytes, timeout: float) -> None:
         if self.closed:
             return  # the feed is stopped: the stream ends before its first write
         head = [STREAM_HEAD]
@@ -135,14 +136,14 @@ class SseConnection(asyncio.Protocol):
         head.append(b"connection: close\r\n\r\n")
         head.append(self._framed(body))
         self.transport.write(b"".join(head))
-        await self._drain()
+        await self._drain(timeout)
 
-    async def write(self, body: bytes) -> None:
+    async def write(self, body: bytes, timeout: float) -> None:
         if self.closed:
             return
         self.transport.write(self._framed(body))
         if self.paused:
-            await self._drain()
+            await self._drain(timeout)
 
     async def end(self, final: bytes) -> None:
         if not self.closed:
@@ -153,10 +154,17 @@ class SseConnection(asyncio.Protocol):
     def _framed(self, body: bytes) -> bytes:
         return b"%x\r\n%b\r\n" % (len(body), body) if self._chunked else body
 
-    async def _drain(self) -> None:
-        while self.paused and not self.closed:
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
+    async def _drain(self, timeout: float) -> None:
+        """Until the client has read enough; a deadline only while it has not (rare)."""
+        if not self.paused or self.closed:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                while self.paused and not self.closed:
+                    self._waiter = asyncio.get_running_loop().create_future()
+                    await self._waiter
+        except TimeoutError:
+            raise StreamEndedError(SLOW_CLIENT) from None
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -89,7 +89,7 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                # A new list: responses may share theirs (streaming.HEADERS is a constant).
+                # A new list: responses may share theirs (gateway.stream.HEADERS is a constant).
                 own = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in own}
                 own.extend(h for h in self.headers if h[0] not in present)

@@ -1,0 +1,50 @@
+"""Problem details (RFC 9457): how a GatewayError, or Starlette's own 404 and 405, is
+answered. The body names the offending value; never a stack trace."""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateway.errors import ForbiddenError, GatewayError, UnauthorizedError
+
+PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_SECONDS = 2
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    kind: str,
+    headers: dict[str, str] | None = None,
+    **extensions: object,
+) -> Response:
+    body = {"type": f"/problems/{kind}", "title": title, "status": status, "detail": detail}
+    body.update(extensions)  # RFC 9457 extension members
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return JSONResponse(body, status, headers, media_type=PROBLEM_JSON)
+
+
+def problem_for(exc: GatewayError) -> Response:
+    kind = type(exc).__name__
+    if isinstance(exc, UnauthorizedError):
+        return problem(exc.status, exc.title, str(exc), kind, {"WWW-Authenticate": exc.challenge()})
+    if isinstance(exc, ForbiddenError):
+        return problem(exc.status, exc.title, str(exc), kind, symbols=exc.symbols)
+    return problem(exc.status, exc.title, str(exc), kind)
+
+
+def internal_problem() -> Response:
+    return problem(
+        500, "Internal error", "the gateway failed to answer; see its log", "InternalError"
+    )
+
+
+async def http_problem(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 as problem details too."""
+    assert isinstance(exc, HTTPException)
+    detail = f"{request.method} {request.url.path}: {exc.detail}"
+    return problem(exc.status_code, exc.detail, detail, f"http-{exc.status_code}")
