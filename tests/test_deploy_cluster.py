@@ -338,18 +338,8 @@ async def test_topology_loses_and_repeats_nothing_through_gateway_and_nats_failu
             topology.cluster.urls().split(",")[0], allow_reconnect=False, connect_timeout=2
         )
 
-    async def live_after_now(what: str, hold: int = HOLD) -> None:
-        """Every client is streaming again, and `hold` more ticks have been stored."""
-        last = await last_sequence(js)
-        for past, label in ((last, what), (last + hold, f"{what}: {hold} more ticks")):
-            try:
-                await eventually(
-                    lambda past=past: streaming_past(clients, past), within=30, what=label
-                )
-            except AssertionError as exc:
-                report = await stalled_consumers(topology.nc, js, past)
-                logs = "; ".join(f"{p.log.name}: {last_line(p.log)}" for p in publishers)
-                raise AssertionError(f"{exc}; {behind(clients, past)}; {report}; {logs}") from None
+    async def live_after_now(what: str) -> None:
+        await _live_after_now(topology, clients, publishers, what)
 
     try:
         async with asyncio.TaskGroup() as tg:
@@ -423,11 +413,7 @@ async def test_topology_loses_and_repeats_nothing_through_gateway_and_nats_failu
         for publisher in publishers:
             await publisher.kill()
 
-    for i, (client, want) in enumerate(zip(clients, expected, strict=True)):
-        got = client.session.sequences
-        assert got == want, (i, len(got), len(want), sorted(set(want) ^ set(got))[:10])
-        assert not client.session.resets
-        assert client.session.resume_gaps, "every client failed over at least once"
+    _assert_exact_after_failover(clients, expected)
     assert {source for _, _, source in messages} == {"seed", *SOURCES}
     # Clients' consumers go with them (a SIGKILLed gateway's after --inactive-threshold);
     # what may remain is each running gateway's one process-wide live-feed consumer.
@@ -446,6 +432,33 @@ async def test_topology_loses_and_repeats_nothing_through_gateway_and_nats_failu
         f"\ndeploy topology: {len(messages)} ticks stored, {checked} events checked in "
         f"{time.monotonic() - started:.1f} s; {phases.report()}"
     )
+
+
+async def _live_after_now(
+    topology: Topology,
+    clients: list[ResumingClient],
+    publishers: list[PublisherProcess],
+    what: str,
+    hold: int = HOLD,
+) -> None:
+    """Every client is streaming again, and `hold` more ticks have been stored."""
+    js = topology.js
+    last = await last_sequence(js)
+    for past, label in ((last, what), (last + hold, f"{what}: {hold} more ticks")):
+        try:
+            await eventually(lambda past=past: streaming_past(clients, past), within=30, what=label)
+        except AssertionError as exc:
+            report = await stalled_consumers(topology.nc, js, past)
+            logs = "; ".join(f"{p.log.name}: {last_line(p.log)}" for p in publishers)
+            raise AssertionError(f"{exc}; {behind(clients, past)}; {report}; {logs}") from None
+
+
+def _assert_exact_after_failover(clients: list[ResumingClient], expected: list[list[int]]) -> None:
+    for i, (client, want) in enumerate(zip(clients, expected, strict=True)):
+        got = client.session.sequences
+        assert got == want, (i, len(got), len(want), sorted(set(want) ^ set(got))[:10])
+        assert not client.session.resets
+        assert client.session.resume_gaps, "every client failed over at least once"
 
 
 def _subjects(symbols: list[str]) -> set[str]:
