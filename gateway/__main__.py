@@ -9,7 +9,6 @@ import sys
 from contracts.logs import configure_logging
 from contracts.settings import redact_urls
 from gateway.app import build_app
-from gateway.hub import Hub
 from gateway.server import GatewayServer, server_config
 from gateway.settings import from_environment
 
@@ -21,8 +20,8 @@ GC_THRESHOLDS = (50_000, 20, 100)  # CPython's defaults: (700, 10, 10)
 def main(argv: list[str]) -> int:
     settings = from_environment(argv)
     configure_logging(settings.log_level)
-    hub = Hub(settings)
-    config = server_config(settings, build_app(settings, hub))
+    app = build_app(settings)
+    config = server_config(settings, app)
     logger.info(
         "gateway starting",
         extra={
@@ -37,7 +36,7 @@ def main(argv: list[str]) -> int:
     # per-event garbage is freed by reference counting anyway.
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-    GatewayServer(config, hub).run()
+    GatewayServer(config, app).run()
     return 0
 
 

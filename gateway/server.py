@@ -15,7 +15,6 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from gateway.app import GatewayApp
 from gateway.http.handover import stream_protocol
 from gateway.http.limits import bounded_http_protocol
-from gateway.hub import Hub
 from gateway.settings import Settings
 
 
@@ -36,7 +35,11 @@ def server_config(settings: Settings, app: ASGIApp, **overrides: object) -> uvic
     }
     config = uvicorn.Config(app, **(options | overrides))  # type: ignore[arg-type]
     # GET /stocks leaves uvicorn's ASGI way once its headers are read (gateway.http.handover).
-    base = stream_protocol(app.serve_connection, config) if isinstance(app, GatewayApp) else None
+    base = (
+        stream_protocol(app.stocks.serve_connection, config)
+        if isinstance(app, GatewayApp)
+        else None
+    )
     config.http = bounded_http_protocol(settings.max_header_bytes, base or HttpToolsProtocol)
     return config
 
@@ -45,9 +48,9 @@ class GatewayServer(uvicorn.Server):
     """On SIGTERM/SIGINT uvicorn stops accepting and waits for open responses to finish;
     SSE responses never finish by themselves, so the hub drains them first."""
 
-    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+    def __init__(self, config: uvicorn.Config, app: GatewayApp) -> None:
         super().__init__(config)
-        self.hub = hub
+        self.hub = app.hub  # the app's lifespan runs it; the server only drains it
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # Still listening while draining: readiness and new /stocks answer 503 at once.

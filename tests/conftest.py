@@ -95,9 +95,9 @@ async def start_gateway(nats_url: str) -> AsyncIterator[StartGateway]:
             "drain_period": 0.0,
         }
         settings = Settings(**(values | overrides))
-        hub = Hub(settings)
-        config = server_config(settings, build_app(settings, hub), log_level="warning")
-        server = GatewayServer(config, hub)
+        app = build_app(settings)
+        hub = app.hub
+        server = GatewayServer(server_config(settings, app, log_level="warning"), app)
         # Awaited in stop(): fixture set-up and teardown may run in different tasks,
         # so this cannot live in a TaskGroup.
         serving = asyncio.create_task(server.serve())

@@ -8,18 +8,92 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 
+class HeaderLimit(HttpToolsProtocol):
+    """HttpToolsProtocol answering 431 problem+json past `max_header_bytes` (set by
+    `bounded_http_protocol`)."""
+
+    max_header_bytes: ClassVar[int]
+    refusal: ClassVar[bytes]  # the whole 431 answer
+    # Slots, not instance attributes: uvicorn's protocol sets 28, and CPython 3.11
+    # gives an instance with 30 or more a full dict, ~1.3 KB more per connection.
+    __slots__ = ("_header_bytes", "_in_headers", "_refused", "_unparsed_bytes")
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        # Two counts: the parsed request line and headers of the current message
+        # (exact, checked once they are complete), and the bytes read while a header
+        # section is still incomplete (httptools buffers a header until it ends, so
+        # this bounds that buffer, to the limit plus one read).
+        self._header_bytes = 0
+        self._unparsed_bytes = 0
+        self._in_headers = True
+        self._refused = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._in_headers:
+            self._unparsed_bytes += len(data)
+        super().data_received(data)
+        if self._refused or (self._in_headers and self._unparsed_bytes > self.max_header_bytes):
+            self._refuse()
+
+    def on_message_begin(self) -> None:
+        self._in_headers = True
+        self._header_bytes = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._header_bytes += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self._refused:
+            return  # a request pipelined behind the refused one
+        self._in_headers = False
+        self._unparsed_bytes = 0
+        if self._header_bytes > self.max_header_bytes:
+            self._refused = True  # answered once the parser returns
+            return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._refused:
+            super().on_message_complete()
+
+    def _refuse(self) -> None:
+        self._refused = True
+        if self.transport.get_protocol() is not self:
+            return  # handed over to a stream (gateway.http.handover): not ours to answer
+        self.transport.write(self.refusal)
+        self.transport.close()
+
+
 def bounded_http_protocol(
     max_header_bytes: int, base: type[HttpToolsProtocol] = HttpToolsProtocol
 ) -> type[HttpToolsProtocol]:
-    """`base` (an HttpToolsProtocol) answering 431 problem+json past `max_header_bytes`."""
-
+    """`base` (an HttpToolsProtocol) with HeaderLimit's bound of `max_header_bytes`."""
     body = json.dumps(
         {
             "type": "/problems/http-431",
@@ -28,79 +102,11 @@ def bounded_http_protocol(
             "detail": f"request line and headers exceed {max_header_bytes} bytes",
         }
     ).encode()
-    response = (
+    refusal = (
         b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
         b"content-type: application/problem+json\r\n"
         b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
     )
-
-    class BoundedHttpToolsProtocol(base):  # type: ignore[valid-type,misc]
-        # Slots, not instance attributes: uvicorn's protocol sets 28, and CPython 3.11
-        # gives an instance with 30 or more a full dict, ~1.3 KB more per connection.
-        __slots__ = ("_header_bytes", "_in_headers", "_refused", "_unparsed_bytes")
-
-        def __init__(
-            self,
-            config: Config,
-            server_state: ServerState,
-            app_state: dict[str, Any],
-            _loop: asyncio.AbstractEventLoop | None = None,
-        ) -> None:
-            super().__init__(config, server_state, app_state, _loop)
-            # Two counts: the parsed request line and headers of the current message
-            # (exact, checked once they are complete), and the bytes read while a header
-            # section is still incomplete (httptools buffers a header until it ends, so
-            # this bounds that buffer, to the limit plus one read).
-            self._header_bytes = 0
-            self._unparsed_bytes = 0
-            self._in_headers = True
-            self._refused = False
-
-        def data_received(self, data: bytes) -> None:
-            if self._refused:
-                return
-            if self._in_headers:
-                self._unparsed_bytes += len(data)
-            super().data_received(data)
-            if self._refused or (self._in_headers and self._unparsed_bytes > max_header_bytes):
-                self._refuse()
-
-        def on_message_begin(self) -> None:
-            self._in_headers = True
-            self._header_bytes = 0
-            super().on_message_begin()
-
-        def on_url(self, url: bytes) -> None:
-            self._header_bytes += len(url)
-            super().on_url(url)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
-            super().on_header(name, value)
-
-        def on_headers_complete(self) -> None:
-            if self._refused:
-                return  # a request pipelined behind the refused one
-            self._in_headers = False
-            self._unparsed_bytes = 0
-            if self._header_bytes > max_header_bytes:
-                self._refused = True  # answered once the parser returns
-                return
-            super().on_headers_complete()
-
-        def on_body(self, body: bytes) -> None:
-            if not self._refused:
-                super().on_body(body)
-
-        def on_message_complete(self) -> None:
-            if not self._refused:
-                super().on_message_complete()
-
-        def _refuse(self) -> None:
-            self._refused = True
-            if self.transport.get_protocol() is not self:
-                return  # handed over to a stream (gateway.http.handover): not ours to answer
-            self.transport.write(response)
-            self.transport.close()
-
-    return BoundedHttpToolsProtocol
+    bases = (HeaderLimit,) if base is HttpToolsProtocol else (HeaderLimit, base)
+    namespace = {"__slots__": (), "max_header_bytes": max_header_bytes, "refusal": refusal}
+    return type("BoundedHttpToolsProtocol", bases, namespace)

@@ -3,11 +3,16 @@ answered. The body names the offending value; never a stack trace."""
 
 from __future__ import annotations
 
+import logging
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.errors import ForbiddenError, GatewayError, UnauthorizedError
+from gateway.metrics import INTERNAL, Metrics
+
+logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = 2
@@ -48,3 +53,20 @@ async def http_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     detail = f"{request.method} {request.url.path}: {exc.detail}"
     return problem(exc.status_code, exc.detail, detail, f"http-{exc.status_code}")
+
+
+class ErrorAnswers:
+    """The app's exception handlers: each error counted by kind, then answered."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    async def gateway_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        self._metrics.errors.labels(exc.kind).inc()
+        return problem_for(exc)
+
+    async def unexpected(self, request: Request, exc: Exception) -> Response:
+        self._metrics.errors.labels(INTERNAL).inc()
+        logger.exception("unhandled error", extra={"path": request.url.path})
+        return internal_problem()

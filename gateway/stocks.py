@@ -1,0 +1,95 @@
+"""GET and HEAD /stocks: who asks, for what, and then the stream (or a problem)."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.auth.access import authorize
+from gateway.auth.tokens import Authenticator
+from gateway.errors import GatewayError
+from gateway.http.connection import SseConnection
+from gateway.http.page import StoredSymbols
+from gateway.http.problems import ErrorAnswers
+from gateway.http.query import parse_query
+from gateway.http.security import CorsHeaders, security_headers
+from gateway.http.sink import AsgiSink, Headers, Sink
+from gateway.hub import Hub
+from gateway.stream import PriceStream, stream_head
+
+
+class StocksEndpoint:
+    """/stocks for one app. A GET comes by one of two ways: handed over with its
+    connection by uvicorn's protocol (`serve_connection`: most of them), or through ASGI
+    (`asgi`: one pipelined behind another request); a HEAD takes the Starlette route."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        authenticator: Authenticator | None,
+        stored: StoredSymbols,
+        errors: ErrorAnswers,
+    ) -> None:
+        self.hub = hub
+        self.app: ASGIApp | None = None  # the app handed-over requests belong to
+        self._settings = hub.settings
+        self._authenticator = authenticator
+        self._stored = stored
+        self._errors = errors
+        self._security = security_headers(hub.settings)
+        self._cors = CorsHeaders(hub.settings)
+
+    async def _stream_for(self, request: Request, headers: Headers = ()) -> PriceStream:
+        """The stream of a /stocks request; `headers` go on its answers (the security and
+        CORS headers, which the middleware adds on the Starlette route)."""
+        # Who first, then what: an unauthenticated caller learns nothing about the query.
+        grant = None
+        if self._authenticator is not None:
+            grant = self._authenticator.authenticate(request.headers, request.cookies)
+        query = parse_query(request.query_params, request.headers, self._settings.max_symbols)
+        if grant is not None:
+            query = await authorize(query, grant, self._stored)
+        address = request.client.host if request.client else "unknown"
+        return PriceStream(self.hub, query, address, grant, headers)
+
+    async def head(self, request: Request) -> Response:
+        """HEAD /stocks: validated like a GET, answered with the stream's headers alone;
+        no consumer is created for a request that reads no events."""
+        await self._stream_for(request)
+        return stream_head()
+
+    async def _serve(self, request: Request, sink: Sink) -> None:
+        """GET /stocks without the middleware stack: the answers get the same headers,
+        errors the same problem documents, and each write of the endless stream goes
+        straight to the connection (or the server) instead of through one send wrapper
+        per middleware."""
+        headers = [*self._security, *self._cors.for_origin(request.headers.get("origin"))]
+        try:
+            stream = await self._stream_for(request, headers)
+        except GatewayError as exc:
+            response = await self._errors.gateway_error(request, exc)
+        except Exception as exc:
+            response = await self._errors.unexpected(request, exc)
+        else:
+            # This frame lasts as long as the stream; the parsed request is no longer needed.
+            del request
+            await stream.run(sink)
+            return
+        response.raw_headers.extend(headers)
+        await sink.answer(response)
+
+    def serve_connection(
+        self, connection: SseConnection, scope: dict[str, Any]
+    ) -> Coroutine[Any, Any, None]:
+        """A GET /stocks handed over by the connection's protocol (gateway.http.handover);
+        no frame keeps the scope once the stream is open."""
+        scope["app"] = self.app
+        return self._serve(Request(scope), connection)
+
+    async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A GET /stocks that took the ASGI way (pipelined behind another request)."""
+        await self._serve(Request(scope, receive), AsgiSink(scope, receive, send))
