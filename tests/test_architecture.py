@@ -8,7 +8,7 @@ package of its own layer only where the layer says so, and from lower layers:
     gateway.broker                 NATS connection and consumers
     gateway.feed | gateway.auth    independent of each other
     gateway.http                   ASGI pieces: connection, hand-over, page, query
-    top                            gateway.hub, .stream, .app, .server, .__main__
+    top                            gateway.hub, .stream, .stocks, .ops, .app, .server, .__main__
 
 Imports are read with `ast`, so those inside functions and `if TYPE_CHECKING:` count too.
 """
@@ -27,7 +27,15 @@ HERE = Path(__file__).name
 MAX_MODULE_LINES = 300
 
 FOUNDATIONS = ("gateway.settings", "gateway.errors", "gateway.metrics", "gateway.wakeup")
-TOP = ("gateway", "gateway.hub", "gateway.stream", "gateway.app", "gateway.server")
+TOP = (
+    "gateway",
+    "gateway.hub",
+    "gateway.stream",
+    "gateway.stocks",
+    "gateway.ops",
+    "gateway.app",
+    "gateway.server",
+)
 TOP_MAIN = "gateway.__main__"
 # (rank, packages or modules in that layer, whether those may import each other)
 LAYERS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
