@@ -22,9 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
 
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
@@ -49,6 +47,7 @@ from gateway.feed.splice import (
     Splice,
     State,
 )
+from gateway.feed.writes import DirectSink, Frames
 from gateway.metrics import Metrics
 from gateway.wakeup import Wakeup
 
@@ -56,25 +55,6 @@ logger = logging.getLogger(__name__)
 
 # (deliver policy, start sequence) -> a consumer of the client's subjects, not yet created.
 ConsumerFactory = Callable[[DeliverPolicy, int | None], PullConsumer]
-
-
-class DirectSink(Protocol):
-    """A sink that can take a write at once, without waiting (the connection itself)."""
-
-    @property
-    def ready(self) -> bool:
-        """True when a write now would not have to wait (open, buffer under its mark)."""
-
-    def write_now(self, body: bytes) -> None: ...
-
-
-@dataclass(slots=True)
-class Frames:
-    """What one write carries."""
-
-    body: bytes
-    events: int
-    published: float | None  # timestamp of the oldest tick in it
 
 
 class ClientFeed:

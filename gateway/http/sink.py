@@ -15,8 +15,9 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.errors import StreamEndedError
-from gateway.feed.client import ClientFeed, DirectSink
+from gateway.feed.client import ClientFeed
 from gateway.feed.splice import CLIENT_CLOSED, SLOW_CLIENT
+from gateway.feed.writes import DirectSink
 
 logger = logging.getLogger(__name__)
 
