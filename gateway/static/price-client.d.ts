@@ -1,0 +1,81 @@
+// Types of price-client.js, the gateway's browser client (see its header comment).
+
+/** One price. `price` is the exact text the publisher sent ("189.230000"), never a float. */
+export interface PriceTick {
+  id: string;
+  symbol: string;
+  price: string;
+  timestamp: string;
+  source: string;
+  /** The parsed event, extra fields included. */
+  data: { [field: string]: unknown };
+}
+
+export type ConnectionState =
+  | "connecting"
+  | "live"
+  | "reconnecting"
+  | "reset"
+  | "error"
+  | "unauthorized"
+  | "forbidden"
+  | "closed";
+
+export interface PriceState {
+  state: ConnectionState;
+  /** The last event id seen: the next stream resumes after it. */
+  lastEventId: string;
+  /** Why: a reset's reason ("position-lost", "stream-recreated"), a reconnect's cause. */
+  reason?: string;
+  /** The gateway's detail, for "reset", "error", "unauthorized" and "forbidden". */
+  detail?: string;
+  /** When the next attempt is due (ms since the epoch), while reconnecting. */
+  retryAt?: number;
+  /** When the gateway was last heard (ms since the epoch), while live. */
+  heardAt?: number;
+  /** Whether this tab shares its connection with other tabs (SharedWorker). */
+  shared: boolean;
+}
+
+export interface SubscribeOptions {
+  /** The gateway (default: where this module was served from). */
+  baseUrl?: string | URL;
+  /** false for a connection of this tab's own (default true: shared by all tabs). */
+  shared?: boolean;
+  /** Above this many symbols, stream every symbol and filter here (default 100). */
+  maxSymbols?: number;
+  /** A JWT sent as Authorization: Bearer, or null for none; asked before each connection. */
+  token?: () => Promise<string | null> | string | null;
+  /** Renew the token (cookie); true once renewed. Called on a 401 and on expiry. */
+  renew?: () => Promise<boolean> | boolean;
+  /** fetch's credentials mode; "include" for a page on another origin (default "same-origin"). */
+  credentials?: "same-origin" | "include" | "omit";
+}
+
+export interface Subscription {
+  /** The symbols streamed (sorted), or null for every symbol. */
+  readonly symbols: string[] | null;
+  /** Whether this tab shares its connection with other tabs. */
+  readonly shared: boolean;
+  /** The last state reported to onState. */
+  readonly state: PriceState;
+  readonly closed: boolean;
+  /** Change the symbols: one new stream that resumes after the last id seen. */
+  setSymbols(symbols: Iterable<string> | null): void;
+  close(): void;
+}
+
+/** The gateway's symbol grammar, after upper-casing. */
+export const SYMBOL_PATTERN: RegExp;
+
+/** Upper-cased, de-duplicated, sorted symbols; null for every symbol. Throws RangeError. */
+export function normalizeSymbols(symbols: Iterable<string> | null | undefined): string[] | null;
+
+/** Live prices of `symbols` (null or [] for every symbol). Throws RangeError for a symbol
+ * outside the gateway's grammar or an unknown credentials mode. */
+export function subscribe(
+  symbols: Iterable<string> | null,
+  onTick: (tick: PriceTick) => void,
+  onState?: (state: PriceState) => void,
+  options?: SubscribeOptions,
+): Subscription;
