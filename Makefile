@@ -4,17 +4,35 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint format asyncapi docs bench clean
+.PHONY: install tools run test lint format asyncapi docs bench clean
 
-install: $(INSTALLED)
+PIP_LOG := $(VENV)/pip.log
+TSC := tests/typescript/node_modules/.bin/tsc
 
+# The venv, then what the tests drive beyond Python: Debian's chromium (apt-get when this
+# user may, else one line saying what to run) and npm's typescript (when npm is there).
+install: $(INSTALLED) tools
+
+# pip's output (setuptools' editable-install warnings included) goes to a log, shown only
+# when pip fails: the first screen of `make run` is the URL, not build chatter.
 $(INSTALLED): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@echo "Installing the project into $(VENV) (pip's log: $(PIP_LOG))"
+	@$(PYTHON) -m venv $(VENV)
+	@{ $(BIN)/python -m pip install --upgrade pip && \
+	   $(BIN)/python -m pip install -e '.[dev]'; } >$(PIP_LOG) 2>&1 || \
+	 { tail -n 30 $(PIP_LOG); echo "pip failed; its whole log: $(PIP_LOG)"; exit 1; }
 	@touch $@
 
-run: install
+tools: $(INSTALLED)
+	@bash deploy/local/chromium.sh
+	@if command -v npm >/dev/null && [ ! -x $(TSC) ]; then \
+	   echo "Installing npm's typescript into tests/typescript/node_modules"; \
+	   (cd tests/typescript && npm install --no-package-lock --no-audit --no-fund --silent) \
+	     >$(VENV)/npm.log 2>&1 || echo "npm install failed; see $(VENV)/npm.log"; \
+	 fi
+
+# The browser is for the tests only: running needs the venv alone.
+run: $(INSTALLED)
 	@bash deploy/local/run.sh
 
 test: install lint

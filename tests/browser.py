@@ -47,7 +47,11 @@ def chromium_path() -> str:
         os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     )
     if not found:
-        raise RuntimeError("no chromium: apt-get install -y chromium (or set CHROMIUM)")
+        raise RuntimeError(
+            "no chromium: `make install` installs Debian's package when it may use apt-get "
+            "(root or sudo without a password); otherwise run: sudo apt-get install -y "
+            "chromium (or set CHROMIUM=/path/to/chromium)"
+        )
     return found
 
 
