@@ -256,14 +256,20 @@ async def test_the_app_publishes_from_startup_until_shutdown(
         await eventually(
             lambda: _count(js, at_least=10), within=10, what="ticks from the running app"
         )
-    stopped_at = (await js.stream_info("PRICES")).state.messages
-
+        connection = service.broker.connection
+        assert len(_tick_loops()) == 1
+    # Nothing can be published after shutdown: the loop's task has ended and the app's
+    # only connection is closed. Every tick it had acked is what the stream holds.
+    assert _tick_loops() == [], "the tick loop outlived the app"
+    assert connection.is_closed, "the app's connection is still open"
+    state = (await js.stream_info("PRICES")).state
     assert service.ticker is not None
-    assert service.ticker.stats.published == stopped_at
+    assert state.messages == state.last_seq == service.ticker.stats.published
     assert not service.crashed
-    # Nothing is published after shutdown: the loop's task is gone with the app.
-    await asyncio.sleep(0.2)
-    assert (await js.stream_info("PRICES")).state.messages == stopped_at
+
+
+def _tick_loops() -> list[asyncio.Task[object]]:
+    return [t for t in asyncio.all_tasks() if t.get_name() == "tick-loop" and not t.done()]
 
 
 async def _count(js: JetStreamContext, *, at_least: int) -> bool:
