@@ -1,0 +1,196 @@
+"""gateway.feed.live on its own, against a real nats-server: one consumer framing each
+message once and offering it to the outboxes of its subject, the flush telling their
+readers, and what the feed does when its stream or its consumer goes away."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from contracts.event_ids import incarnation_of
+from contracts.stream import StreamSettings, ensure_stream
+from contracts.symbols import subject_for
+from gateway.feed import sse
+from gateway.feed.outbox import Outbox
+from gateway.feed.splice import STREAM_REPLACED
+from gateway.metrics import SKIP_REASONS, Metrics
+from tests.feeds import STREAM, RecordingReader, feed_settings, held, running_live_feed
+from tests.servers import eventually
+from tests.ticks import event_id, publish, publish_raw
+
+MAX_BYTES = 1024 * 1024
+
+
+def outbox(*symbols: str) -> Outbox:
+    """An outbox of `symbols`; none: every subject."""
+    return Outbox(tuple(subject_for(s) for s in symbols) if symbols else None, MAX_BYTES)
+
+
+async def publish_mix(js: JetStreamContext, symbols: list[str]) -> dict[str, list[int]]:
+    """One tick per entry of `symbols`; the sequences stored, by symbol."""
+    stored: dict[str, list[int]] = {}
+    for i, symbol in enumerate(symbols):
+        stored.setdefault(symbol, []).append(await publish(js, symbol, f"1.{i:02d}"))
+    return stored
+
+
+async def test_each_outbox_gets_exactly_its_subjects_events_in_stream_order(
+    nats_url: str, nc: NATS, js: JetStreamContext
+) -> None:
+    aapl, msft_tsla, everything = outbox("AAPL"), outbox("MSFT", "TSLA"), outbox()
+    nothing_yet = await publish(js, "AAPL")  # stored before the feed starts: not its job
+    async with running_live_feed(nc, js, feed_settings(nats_url), Metrics()) as feed:
+        assert feed.position == nothing_yet
+        for box in (aapl, msft_tsla, everything):
+            feed.subscribe(box)
+        stored = await publish_mix(js, ["AAPL", "MSFT", "IBM", "TSLA", "AAPL", "MSFT"] * 5)
+        last = max(max(s) for s in stored.values())
+        await eventually(lambda: feed.position == last, within=5, what="every tick fanned out")
+    assert held(aapl) == stored["AAPL"]
+    assert held(msft_tsla) == sorted(stored["MSFT"] + stored["TSLA"])
+    assert held(everything) == list(range(nothing_yet + 1, last + 1))
+
+
+async def test_every_outbox_of_a_subject_shares_the_same_frame_bytes(
+    nats_url: str, nc: NATS, js: JetStreamContext
+) -> None:
+    first, second, everything = outbox("AAPL"), outbox("AAPL", "MSFT"), outbox()
+    async with running_live_feed(nc, js, feed_settings(nats_url), Metrics()) as feed:
+        for box in (first, second, everything):
+            feed.subscribe(box)
+        stored = [await publish(js, "AAPL", f"2.{i}") for i in range(3)]
+        await eventually(lambda: feed.position == stored[-1], within=5, what="fanned out")
+    assert held(first) == held(second) == held(everything) == stored
+    assert first.events is not None
+    assert second.events is not None
+    assert everything.events is not None
+    for a, b, c in zip(first.events, second.events, everything.events, strict=True):
+        assert a.frame is b.frame is c.frame  # framed once, not once per client
+    message = await js.get_msg(STREAM, stored[0])
+    assert message.data is not None
+    framed = sse.event_frame((await event_id(js, stored[0])).encode(), message.data)
+    assert first.events[0].frame == framed
+
+
+async def test_a_poison_message_is_framed_as_a_comment_and_the_feed_goes_on(
+    nats_url: str, nc: NATS, js: JetStreamContext
+) -> None:
+    metrics = Metrics()
+    aapl = outbox("AAPL")
+    async with running_live_feed(nc, js, feed_settings(nats_url), metrics) as feed:
+        feed.subscribe(aapl)
+        poison = await publish_raw(js, "AAPL", b"this is no tick")
+        after = await publish(js, "AAPL")
+        await eventually(lambda: feed.position == after, within=5, what="both fanned out")
+    assert held(aapl) == [poison, after]
+    assert aapl.events is not None
+    comment, tick = (e.frame for e in aapl.events)
+    poison_id = await event_id(js, poison)
+    assert comment.startswith(b": ")
+    assert comment.endswith(b"\n\n")
+    assert poison_id.encode() in comment
+    assert b"this is no tick" not in comment
+    assert tick.startswith(f"id: {await event_id(js, after)}\nevent: stockUpdate\n".encode())
+    skipped = sum(
+        metrics.registry.get_sample_value("gateway_messages_skipped_total", {"reason": r}) or 0
+        for r in SKIP_REASONS
+    )
+    assert skipped == 1  # framed once for every outbox, so counted once
+
+
+async def test_without_coalescing_readers_are_told_as_the_events_are_offered(
+    nats_url: str, nc: NATS, js: JetStreamContext
+) -> None:
+    aapl, everything = outbox("AAPL"), outbox()
+    readers = [RecordingReader(aapl), RecordingReader(everything)]
+    async with running_live_feed(nc, js, feed_settings(nats_url, coalesce=0.0), Metrics()) as feed:
+        feed.subscribe(aapl)
+        feed.subscribe(everything)
+        stored = []
+        for i in range(3):
+            stored.append(await publish(js, "AAPL", f"3.{i}"))
+            await eventually(lambda: feed.position == stored[-1], within=5, what="fanned out")
+            # Told in the same step as the offer: no flush is left pending.
+            for reader in readers:
+                assert reader.dues == [stored[: j + 1] for j in range(i + 1)]
+            assert not aapl.due
+            assert not everything.due
+
+
+async def test_with_coalescing_ticks_within_one_interval_are_one_on_due_per_reader(
+    nats_url: str, nc: NATS, js: JetStreamContext
+) -> None:
+    aapl, everything = outbox("AAPL"), outbox()
+    readers = [RecordingReader(aapl), RecordingReader(everything)]
+    # The longest interval allowed, so that the ticks below surely fall within one.
+    settings = feed_settings(nats_url, coalesce=1.0)
+    async with running_live_feed(nc, js, settings, Metrics()) as feed:
+        feed.subscribe(aapl)
+        feed.subscribe(everything)
+        lone = await publish(js, "AAPL")
+        await eventually(
+            lambda: all(r.dues for r in readers), within=5, what="a lone tick told at once"
+        )
+        burst = [await publish(js, "AAPL", f"4.{i}") for i in range(5)]
+        await eventually(lambda: feed.position == burst[-1], within=5, what="burst fanned out")
+        await eventually(
+            lambda: all(len(r.dues) >= 2 for r in readers), within=5, what="the burst's flush"
+        )
+    for reader in readers:
+        assert reader.dues == [[lone], [lone, *burst]]  # the reader took nothing meanwhile
+
+
+async def test_recreating_the_stream_ends_every_reader_as_stream_replaced(
+    nats_url: str, nc: NATS, js: JetStreamContext
+) -> None:
+    aapl, everything = outbox("AAPL"), outbox()
+    readers = [RecordingReader(aapl), RecordingReader(everything)]
+    async with running_live_feed(nc, js, feed_settings(nats_url), Metrics()) as feed:
+        feed.subscribe(aapl)
+        feed.subscribe(everything)
+        before = await publish(js, "AAPL")
+        await eventually(lambda: feed.position == before, within=5, what="fanned out")
+        old = feed.incarnation
+        await js.delete_stream(STREAM)
+        await ensure_stream(js, StreamSettings())
+        await eventually(
+            lambda: all(r.stops for r in readers), within=10, what="readers told the end"
+        )
+        for reader in readers:
+            assert reader.stops == [STREAM_REPLACED]
+        info = await js.stream_info(STREAM)
+        assert info.created is not None
+        incarnation = incarnation_of(info.created)
+        assert incarnation != old
+        async with asyncio.timeout(10):
+            await feed.wait_following(incarnation)
+        # It follows the new stream from its start (sequences begin again at 1).
+        first = await publish(js, "AAPL")
+        await eventually(lambda: feed.position == first, within=5, what="new stream followed")
+    assert first == 1
+    assert held(aapl)[-1] == first
+
+
+async def test_the_feed_recreates_its_consumer_deleted_from_outside_without_gap_or_repeat(
+    nats_url: str, nc: NATS, js: JetStreamContext
+) -> None:
+    everything = outbox()
+    async with running_live_feed(nc, js, feed_settings(nats_url), Metrics()) as feed:
+        feed.subscribe(everything)
+        stored = [await publish(js, "AAPL", f"5.{i}") for i in range(3)]
+        await eventually(lambda: feed.position == stored[-1], within=5, what="fanned out")
+        (name,) = [c.name for c in await js.consumers_info(STREAM)]
+        await js.delete_consumer(STREAM, name)
+        # Stored while the feed has no consumer: the next one must start at the first.
+        stored += [await publish(js, symbol) for symbol in ("MSFT", "AAPL", "TSLA")]
+
+        async def recreated() -> bool:
+            names = [c.name for c in await js.consumers_info(STREAM)]
+            return len(names) == 1 and names != [name]
+
+        await eventually(recreated, within=10, what="a new live consumer")
+        stored += [await publish(js, symbol) for symbol in ("IBM", "AAPL")]
+        await eventually(lambda: feed.position == stored[-1], within=5, what="fanned out")
+    assert held(everything) == stored
