@@ -31,7 +31,7 @@ def test_encode_is_compact_one_line_json_in_contract_order() -> None:
             "source": "pub-1",
             "timestamp": datetime(2026, 11, 24, 10, 0, 0, 123456, tzinfo=UTC),
             "price": Decimal("1.50"),
-            "symbol": "brk.b",
+            "symbol": "BRK.B",
         }
     )
     assert tick.encode() == (
@@ -56,6 +56,7 @@ def test_unknown_extra_fields_are_kept_exactly() -> None:
         (body(price='"1.5"x'), "JSON"),
         (body(price="1e400"), "price"),
         (body(symbol="A*"), "symbol"),
+        (body(symbol="aapl"), "symbol 'aapl' must be written 'AAPL'"),
         (
             b'{"symbol":"AAPL","price":1,"timestamp":"2026-11-24T10:00:00+01:00","source":"p"}',
             "timestamp",

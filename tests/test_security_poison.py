@@ -36,7 +36,17 @@ POISON = [
     ("prices.AAPL", b'{"symbol":"AAPL","price":-1,"timestamp":"t","source":"s"}', "not_a_tick"),
     ("prices.AAPL", b'{"symbol":"AAPL","price":"1","timestamp":"t","source":"s"}', "not_a_tick"),
     ("prices.AAPL", b'{"symbol":"AAPL","price":true,"timestamp":"t","source":"s"}', "not_a_tick"),
-    ("prices.AAPL", b'{"symbol":"MSFT","price":1,"timestamp":"t","source":"s"}', "wrong_subject"),
+    ("prices.AAPL", b'{"symbol":"AAPL","price":1,"timestamp":"t","source":"s"}', "not_a_tick"),
+    (
+        "prices.AAPL",
+        b'{"symbol":"AAPL","price":1.0000001,"timestamp":"2026-11-24T10:00:00Z","source":"s"}',
+        "not_a_tick",
+    ),
+    (
+        "prices.AAPL",
+        b'{"symbol":"MSFT","price":1,"timestamp":"2026-11-24T10:00:00Z","source":"s"}',
+        "wrong_subject",
+    ),
     # The gateway's own field: a second "id" key would override the event id in JSON.parse.
     (
         "prices.AAPL",

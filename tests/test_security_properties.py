@@ -201,7 +201,7 @@ def ticks(draw: st.DrawFn) -> PriceTick:
     extra = draw(st.dictionaries(st.sampled_from(["note", "venue", "x"]), _EXTRA_TEXT))
     return PriceTick.validate_object(
         {
-            "symbol": draw(symbols),
+            "symbol": draw(symbols).upper(),  # as written on the wire: canonical
             "price": Decimal(draw(st.integers(1, 10**12))) / 10**6,
             "timestamp": draw(st.datetimes(min_value=datetime(1000, 1, 1), timezones=st.just(UTC))),
             "source": "pub-1",
