@@ -19,10 +19,12 @@ from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 from contracts.nats_options import tls_context
-from contracts.stream import DEFAULT_MAX_MSG_SIZE, StreamSettings
+from contracts.stream import StreamSettings
 from contracts.symbols import SYMBOL_PATTERN
 
 T = TypeVar("T")
+# The stream's defaults are StreamSettings'; the flags only give them a name and a help.
+_STREAM = StreamSettings()
 
 # A subject of one or more tokens without wildcards: what a reply inbox may start with.
 _SUBJECT = re.compile(r"[^\s.*>]+(\.[^\s.*>]+)*")
@@ -152,28 +154,36 @@ class CommonSettings:
         env="NATS_INBOX_PREFIX",
     )
     log_level: str = setting("info", "log level: debug, info, warning, error", env="LOG_LEVEL")
-    stream: str = setting("PRICES", "JetStream stream name", env="STREAM_NAME")
+    stream: str = setting(_STREAM.name, "JetStream stream name", env="STREAM_NAME")
     subject_prefix: str = setting(
-        "prices", "subject prefix: prices.<SYMBOL>", env="STREAM_SUBJECT_PREFIX"
+        _STREAM.subject_prefix, "subject prefix: prices.<SYMBOL>", env="STREAM_SUBJECT_PREFIX"
     )
-    stream_max_age: float = setting(24 * 3600.0, "seconds a tick is retained", env="STREAM_MAX_AGE")
+    stream_max_age: float = setting(
+        _STREAM.max_age, "seconds a tick is retained", env="STREAM_MAX_AGE"
+    )
     stream_max_msgs_per_subject: int = setting(
-        1_000_000,
+        _STREAM.max_msgs_per_subject,
         "ticks retained per symbol (oldest dropped first)",
         env="STREAM_MAX_MSGS_PER_SUBJECT",
     )
-    stream_max_bytes: int = setting(1024**3, "bytes retained in the stream", env="STREAM_MAX_BYTES")
+    stream_max_bytes: int = setting(
+        _STREAM.max_bytes, "bytes retained in the stream", env="STREAM_MAX_BYTES"
+    )
     stream_duplicate_window: float = setting(
-        120.0,
+        _STREAM.duplicate_window,
         "seconds within which a repeated Nats-Msg-Id is stored once",
         env="STREAM_DUPLICATE_WINDOW",
     )
     stream_max_consumers: int = setting(
-        100_000, "consumers the stream admits (one per SSE client)", env="STREAM_MAX_CONSUMERS"
+        _STREAM.max_consumers,
+        "consumers the stream admits (one per SSE client)",
+        env="STREAM_MAX_CONSUMERS",
     )
-    stream_replicas: int = setting(1, "stream replicas (3 in a cluster)", env="STREAM_REPLICAS")
+    stream_replicas: int = setting(
+        _STREAM.replicas, "stream replicas (3 in a cluster)", env="STREAM_REPLICAS"
+    )
     stream_max_msg_size: int = setting(
-        DEFAULT_MAX_MSG_SIZE,
+        _STREAM.max_msg_size,
         "bytes of one message the stream stores; bigger publishes are refused",
         env="STREAM_MAX_MSG_SIZE",
     )

@@ -10,6 +10,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import APIError
 
 from contracts.errors import StreamConfigError
+from contracts.messages import MAX_TICK_BYTES
 from contracts.symbols import DEFAULT_SUBJECT_PREFIX, all_subjects
 
 logger = logging.getLogger(__name__)
@@ -19,13 +20,16 @@ DEFAULT_STREAM = "PRICES"
 # SSE client holds one: this is the ceiling across all gateway replicas.
 DEFAULT_MAX_CONSUMERS = 100_000
 STREAM_NAME_IN_USE = 10058
-# A tick is ~150 bytes; extra fields may add some. Bigger is a mistake or an attack.
-DEFAULT_MAX_MSG_SIZE = 64 * 1024
+# The stream refuses what no tick can be (a tick is ~150 bytes; extra fields may add some).
+DEFAULT_MAX_MSG_SIZE = MAX_TICK_BYTES
 
 
 @dataclass(frozen=True, slots=True)
 class StreamSettings:
-    """What both sides agree on about the stream; every field has a flag in both CLIs."""
+    """What both sides agree on about the stream; every field has a flag in both CLIs.
+
+    The defaults here are the only ones: contracts.settings gives them names and help.
+    """
 
     name: str = DEFAULT_STREAM
     subject_prefix: str = DEFAULT_SUBJECT_PREFIX
@@ -37,6 +41,12 @@ class StreamSettings:
     replicas: int = 1
     max_msg_size: int = DEFAULT_MAX_MSG_SIZE
 
+    @property
+    def stored_duplicate_window(self) -> float:
+        """The duplicate window the stream gets: JetStream refuses one longer than the
+        retention, so a longer setting is cut to it."""
+        return min(self.duplicate_window, self.max_age)
+
     def config(self) -> StreamConfig:
         return StreamConfig(
             name=self.name,
@@ -47,8 +57,7 @@ class StreamSettings:
             max_age=self.max_age,
             max_msgs_per_subject=self.max_msgs_per_subject,
             max_bytes=self.max_bytes,
-            # JetStream refuses a duplicate window longer than the retention.
-            duplicate_window=min(self.duplicate_window, self.max_age),
+            duplicate_window=self.stored_duplicate_window,
             max_consumers=self.max_consumers,
             num_replicas=self.replicas,
             # The broker refuses what no tick needs, before anyone has to skip it.

@@ -77,7 +77,7 @@ class PublisherSettings(CommonSettings):
         require(self.speed >= 0, "--speed must be >= 0 (0: as fast as JetStream acks)")
         # JetStream de-duplicates a repeated Nats-Msg-Id only within the window: a retry
         # after it would store the tick twice.
-        window = min(self.stream_duplicate_window, self.stream_max_age)  # as StreamSettings
+        window = self.stream_settings().stored_duplicate_window
         require(
             self.retry_span() < window,
             f"--publish-timeout x (--publish-retries + 1) plus back-off ({self.retry_span():g}s)"

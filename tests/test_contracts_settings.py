@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from contracts.nats_options import connect_options
-from contracts.settings import load_settings, redact_urls
+from contracts.settings import CommonSettings, load_settings, redact_urls
+from contracts.stream import StreamSettings
 from gateway.settings import Settings
 from tests.nats_security import tls_config
 
@@ -21,6 +22,13 @@ def test_flag_beats_variable_beats_default() -> None:
     assert load([], {}).port == 8000
     assert load([], {"GATEWAY_PORT": "9001"}).port == 9001
     assert load(["--port", "9002"], {"GATEWAY_PORT": "9001"}).port == 9002
+
+
+def test_the_stream_flags_default_to_the_stream_settings_defaults() -> None:
+    # One set of defaults: the publisher and the gateway must create the same stream
+    # whether or not an operator passes the flags.
+    assert CommonSettings().stream_settings() == StreamSettings()
+    assert load([], {}).stream_settings() == StreamSettings()
 
 
 def test_shared_variables_have_no_process_prefix() -> None:
