@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Protocol, TypeVar
+
 from gateway.auth.grants import Grant
+from gateway.broker.symbols import StoredSymbols
 from gateway.errors import ForbiddenError
-from gateway.http.page import StoredSymbols
-from gateway.http.query import StreamQuery
 
 
-async def authorize(query: StreamQuery, grant: Grant, stored: StoredSymbols) -> StreamQuery:
-    """The query as the grant allows it; raises ForbiddenError naming a symbol it does not.
+async def allowed_symbols(
+    symbols: tuple[str, ...] | None, grant: Grant, stored: StoredSymbols
+) -> tuple[str, ...] | None:
+    """The symbols to stream as the grant allows them (None: every symbol); raises
+    ForbiddenError naming a symbol it does not allow.
 
     A request for every symbol means every symbol the token allows: all of them for `*`,
     else its symbols plus the stored symbols its patterns match (a symbol first published
     later joins on the next connection).
     """
-    if query.symbols is not None:
-        if denied := grant.denied(query.symbols):
+    if symbols is not None:
+        if denied := grant.denied(symbols):
             raise ForbiddenError(
                 f"your token does not allow {', '.join(map(repr, denied))}", denied
             )
-        return query
+        return symbols
     if grant.everything:
-        return query
+        return None
     allowed = set(grant.symbols)
     if grant.prefixes:
         allowed.update(s for s in await stored.get() if s.startswith(grant.prefixes))
@@ -31,4 +36,24 @@ async def authorize(query: StreamQuery, grant: Grant, stored: StoredSymbols) -> 
             f"your token allows no symbol that has a price yet (it allows {grant.describe()})",
             [],
         )
-    return StreamQuery(tuple(sorted(allowed)), query.position)
+    return tuple(sorted(allowed))
+
+
+class _Query(Protocol):
+    @property
+    def symbols(self) -> tuple[str, ...] | None: ...
+
+
+Q = TypeVar("Q", bound=_Query)
+
+
+async def authorize(query: Q, grant: Grant, stored: StoredSymbols) -> Q:
+    """`query` (a StreamQuery) with the symbols `allowed_symbols` gives.
+
+    Transitional, for app.py: call allowed_symbols, which needs nothing of gateway.http.
+    """
+    symbols = await allowed_symbols(query.symbols, grant, stored)
+    if symbols == query.symbols:
+        return query
+    # type-var: mypy cannot see that a StreamQuery, the only Q, is a dataclass.
+    return dataclasses.replace(query, symbols=symbols)  # type: ignore[type-var]

@@ -6,28 +6,22 @@ nothing fetched from elsewhere, so it works offline and behind a CSP without inl
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from pathlib import Path
+from typing import Protocol
 
-from nats.errors import Error as NatsError
-from nats.js.errors import NotFoundError
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from contracts.errors import InvalidSymbolError
-from contracts.symbols import all_subjects, symbol_for
-from gateway.errors import NatsUnavailableError
-from gateway.hub import Hub
+from contracts.stream import StreamSettings
+from gateway.broker import symbols as broker_symbols
+from gateway.broker.symbols import Connection
+from gateway.settings import Settings
 
 STATIC_DIR = Path(__file__).parent.parent / "static"
-# Every tab asks on load and when the picker opens; one stream-info call per second is
-# plenty for a list that changes when a new symbol is first published.
-SYMBOLS_TTL = 1.0
 # Files have stable names (no build step adds hashes), so browsers must revalidate them
 # (a cheap 304 by ETag) or they would run an old client after an upgrade.
 REVALIDATE = {"Cache-Control": "no-cache"}
@@ -48,53 +42,36 @@ class RevalidatedStaticFiles(StaticFiles):
         return response
 
 
-class StoredSymbols:
-    """The symbols that have a stored price, from the stream's subject state, kept briefly."""
+class _Hub(Connection, Protocol):
+    @property
+    def stream(self) -> StreamSettings: ...
 
-    def __init__(self, hub: Hub, ttl: float = SYMBOLS_TTL) -> None:
-        self.hub = hub
-        self.ttl = ttl
-        self._symbols: list[str] = []
-        self._fetched_at = -ttl
-        # Concurrent requests share one stream-info call instead of each making their own.
-        self._lock = asyncio.Lock()
-
-    async def get(self) -> list[str]:
-        async with self._lock:
-            if time.monotonic() - self._fetched_at >= self.ttl:
-                self._symbols = await self._fetch()
-                self._fetched_at = time.monotonic()
-            return self._symbols
-
-    async def _fetch(self) -> list[str]:
-        hub = self.hub
-        if hub.js is None or hub.nc is None or not hub.nc.is_connected:
-            raise NatsUnavailableError("not connected to NATS")
-        prefix = hub.stream.subject_prefix
-        try:
-            info = await hub.js.stream_info(hub.stream.name, subjects_filter=all_subjects(prefix))
-        except NotFoundError:
-            raise NatsUnavailableError(f"stream {hub.stream.name} does not exist") from None
-        except (NatsError, TimeoutError) as exc:
-            raise NatsUnavailableError(f"NATS did not answer: {exc!r}") from None
-        symbols: set[str] = set()
-        for subject in info.state.subjects or {}:
-            try:
-                symbols.add(symbol_for(subject, prefix))
-            except InvalidSymbolError:
-                continue  # published by hand outside the symbol grammar: not subscribable
-        return sorted(symbols)
+    @property
+    def settings(self) -> Settings: ...
 
 
-def page_routes(hub: Hub) -> list[BaseRoute]:
+class StoredSymbols(broker_symbols.StoredSymbols):
+    """Transitional, for app.py: gateway.broker.symbols.StoredSymbols made from the Hub."""
+
+    def __init__(self, hub: _Hub) -> None:
+        super().__init__(hub, hub.stream)
+
+
+def page_routes(
+    stored: broker_symbols.StoredSymbols | _Hub, settings: Settings | None = None
+) -> list[BaseRoute]:
     """`GET /` (the page), `GET /symbols` (a sorted JSON list), `GET /page-config` (what
     the page needs to know about authentication), and `/static/*`.
 
-    `/symbols` raises NatsUnavailableError (503) while NATS or the stream is unavailable.
+    `/symbols` lists `stored`, and raises NatsUnavailableError (503) while NATS or the
+    stream is unavailable.
     """
-    stored = StoredSymbols(hub)
+    if not isinstance(stored, broker_symbols.StoredSymbols):  # transitional: app.py passes a Hub
+        settings = stored.settings
+        stored = StoredSymbols(stored)
+    assert settings is not None
     # Public, like the page itself: it tells a signed-out page where to renew its cookie.
-    config = {"auth": hub.settings.auth_enabled, "renewUrl": hub.settings.auth_renew_url or None}
+    config = {"auth": settings.auth_enabled, "renewUrl": settings.auth_renew_url or None}
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC_DIR / "index.html", headers=REVALIDATE)
