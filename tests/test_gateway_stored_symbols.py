@@ -29,20 +29,20 @@ async def test_stream_info_answers_with_the_stream(nc: NATS, js: JetStreamContex
 
 
 async def test_stream_info_is_unavailable_before_a_connection() -> None:
-    with pytest.raises(NatsUnavailableError, match="^not connected to NATS$"):
+    with pytest.raises(NatsUnavailableError, match=r"^not connected to NATS$"):
         await stream_info(None, None, "PRICES")
 
 
 async def test_stream_info_is_unavailable_without_the_stream(
     nc: NATS, js: JetStreamContext
 ) -> None:
-    with pytest.raises(NatsUnavailableError, match="^stream NOPE not found$"):
+    with pytest.raises(NatsUnavailableError, match=r"^stream NOPE not found$"):
         await stream_info(js, nc, "NOPE")
 
 
 async def test_stream_info_is_unavailable_once_closed(nc: NATS, js: JetStreamContext) -> None:
     await nc.close()
-    with pytest.raises(NatsUnavailableError, match="^not connected to NATS$"):
+    with pytest.raises(NatsUnavailableError, match=r"^not connected to NATS$"):
         await stream_info(js, nc, "PRICES")
 
 
