@@ -3,7 +3,7 @@ and `event: reset` when the position cannot be resumed."""
 
 from __future__ import annotations
 
-import asyncio
+from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext
 
@@ -180,8 +180,15 @@ async def test_id_of_a_deleted_and_recreated_stream_gets_reset(
     gateway: RunningGateway, js: JetStreamContext
 ) -> None:
     old_id = await event_id(js, await publish(js, "AAPL", "1.00"))
+    created = (await js.stream_info("PRICES")).created
+    assert created is not None
     await js.delete_stream("PRICES")
-    await asyncio.sleep(0.002)  # a new incarnation needs a later creation time (microseconds)
+    # A new incarnation needs a later creation time (microseconds): the clock past it.
+    await eventually(
+        lambda: datetime.now(UTC) > created + timedelta(microseconds=1),
+        within=1,
+        what="the clock past the stream's creation",
+    )
     await ensure_stream(js, StreamSettings())
     first = await publish(js, "AAPL", "3.00")
     assert old_id.endswith(f"-{first}")  # same sequence, different stream: must not resume

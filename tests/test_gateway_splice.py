@@ -17,6 +17,7 @@ from tests.sse_client import SSEStream, open_stream
 from tests.ticks import client_consumers, event_id, publish
 
 SYMBOLS = ["AAPL", "MSFT"]
+LIVE_TICKS = 300  # published after the client went live (~200 of its symbols)
 
 
 @pytest.mark.parametrize(
@@ -41,7 +42,12 @@ async def test_resume_while_publishing_splices_without_gap_or_duplicate(
         ) as stream:
             received = [e.sequence for e in await stream.events(len(missed), timeout=20)]
             await eventually(lambda: _no_client_consumer(js), within=10, what="went live")
-            await asyncio.sleep(0.5)  # live ticks on top of the catch-up
+            went_live = len(publisher.sequences)
+            await eventually(  # live ticks on top of the catch-up
+                lambda: len(publisher.sequences) >= went_live + LIVE_TICKS,
+                within=10,
+                what=f"{LIVE_TICKS} ticks published after going live",
+            )
             publisher.stop()
             await publishing
             # What the publisher stored for the client's symbols, after the missed ones.

@@ -136,7 +136,8 @@ async def test_nats_restart_mid_stream_delivers_every_tick_exactly_once(
         publishing = await start_clients(tg, js, publisher, [client])
         await eventually(lambda: len(client.session.events) >= 20, within=10, what="streaming")
         await nats_server.stop()
-        await asyncio.sleep(1.0)  # an outage: the publisher retries, the client waits
+        # An outage long enough that the publisher retries; the client waits.
+        await eventually(lambda: publisher.retries > 0, within=10, what="a publish retried")
         await nats_server.start()
         count = len(publisher.sequences)
         await eventually(
@@ -187,7 +188,14 @@ async def test_publisher_process_survives_a_nats_restart_without_loss_or_duplica
                 what="streaming the publisher's ticks",
             )
             await nats_server.stop()
-            await asyncio.sleep(1.0)
+            # An outage that the gateway has seen (the publisher's ticks meanwhile are
+            # held and retried under the same ids).
+            async with httpx.AsyncClient() as http:
+                await eventually(
+                    lambda: _status(http, f"{gateway.url}/readyz", 503),
+                    within=10,
+                    what="the gateway not ready without NATS",
+                )
             await nats_server.start()
             count = len(client.session.events)
             await eventually(

@@ -20,7 +20,6 @@ import contextlib
 import json
 import re
 import socket
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from gateway.settings import Settings
 from tests.aftermath import assert_unharmed
 from tests.conftest import RunningGateway, StartGateway
 from tests.raw_http import RawAnswer, exchange, read_answer
+from tests.servers import eventually
 from tests.ticks import event_id, publish
 
 pytestmark = pytest.mark.timeout(180)
@@ -343,15 +343,21 @@ async def test_the_first_read_counts_towards_the_limit(raw_target: RawTarget) ->
     head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: "
     request = head + b"a" * (raw_target.gateway.settings.max_header_bytes) + b"\r\n\r\n"
 
-    def send_in_two_writes() -> RawAnswer:
-        with socket.create_connection(("127.0.0.1", raw_target.port), timeout=5) as sock:
-            sock.sendall(request[:1000])
-            time.sleep(0.2)  # the server reads the first part on its own
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                sock.sendall(request[1000:])
-            return read_answer(sock, request)
+    server_state = raw_target.gateway.server.server_state
 
-    answer = await asyncio.to_thread(send_in_two_writes)
+    def first_part_read() -> bool:
+        # The connection's protocol (gateway.http.limits) counts what it has read.
+        return any(getattr(c, "_unparsed_bytes", 0) >= 1000 for c in server_state.connections)
+
+    def send_the_rest(sock: socket.socket) -> RawAnswer:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(request[1000:])
+        return read_answer(sock, request)
+
+    with socket.create_connection(("127.0.0.1", raw_target.port), timeout=5) as sock:
+        await asyncio.to_thread(sock.sendall, request[:1000])
+        await eventually(first_part_read, within=5, what="the server read the first part alone")
+        answer = await asyncio.to_thread(send_the_rest, sock)
     assert answer.status == 431
 
 
