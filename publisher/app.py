@@ -9,7 +9,6 @@ import logging
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import nats
 import nats.errors
@@ -21,6 +20,7 @@ from nats.aio.client import Client
 from contracts.errors import StreamConfigError
 from contracts.messages import PriceTick
 from contracts.nats_options import connect_options
+from contracts.settings import redact_urls
 from contracts.stream import ensure_stream
 from contracts.symbols import all_subjects
 from publisher.errors import NatsUnavailableError, StreamUnavailableError
@@ -47,17 +47,6 @@ CHANNEL_DESCRIPTION = (
     "`Nats-Msg-Id: <source>:<counter>` (the counter increases per source, across symbols) and "
     "`Nats-Expected-Stream: <stream>`. Stored in the stream `{stream}` (subjects `{subjects}`)."
 )
-
-
-def display_urls(urls: str) -> str:
-    """Comma-separated NATS URLs without user names and passwords, for messages and logs."""
-    shown = []
-    for url in (part.strip() for part in urls.split(",")):
-        split = urlsplit(url)
-        if split.username is not None or split.password is not None:
-            url = urlunsplit(split._replace(netloc=split.netloc.rpartition("@")[2]))
-        shown.append(url)
-    return ",".join(shown)
 
 
 def describe(error: BaseException) -> str:
@@ -174,7 +163,7 @@ class PublisherService:
             # Every row checked before connecting: a bad file publishes nothing.
             rows = check_file(Path(self.settings.replay), self.settings.source)
             logger.info("replay file checked", extra={"file": self.settings.replay, "ticks": rows})
-        urls = display_urls(self.settings.nats_url)
+        urls = redact_urls(self.settings.nats_url)
         limit = self.settings.connect_timeout
         try:
             async with asyncio.timeout(limit):
@@ -290,7 +279,7 @@ class PublisherService:
             logger.warning("NATS disconnected", extra={"error": repr(self._last_error)})
 
     async def _on_reconnected(self) -> None:
-        logger.info("NATS reconnected", extra={"url": display_urls(self.settings.nats_url)})
+        logger.info("NATS reconnected", extra={"url": redact_urls(self.settings.nats_url)})
 
 
 def build_app(settings: PublisherSettings) -> FastStream:
