@@ -153,13 +153,18 @@ async def stored(js: JetStreamContext) -> list[tuple[int, str, str]]:
 
 async def last_sequence(js: JetStreamContext) -> int:
     """The stream's last sequence, asked again while the cluster elects a stream leader."""
-    for _ in range(30):
+    answers: list[int] = []
+
+    async def answered() -> bool:
         try:
             async with asyncio.timeout(2):
-                return (await js.stream_info(STREAM.name)).state.last_seq
+                answers.append((await js.stream_info(STREAM.name)).state.last_seq)
         except (NatsError, TimeoutError):
-            await asyncio.sleep(0.2)
-    raise AssertionError("the stream did not answer within ~70 s")
+            return False
+        return True
+
+    await eventually(answered, within=70, what="the stream answering (a leader elected)")
+    return answers[-1]
 
 
 async def node_under(topology: Topology, gateway: GatewayProcess) -> tuple[NatsNode, str]:
