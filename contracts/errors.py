@@ -2,6 +2,7 @@
 
     ContractError
     ├── InvalidSymbolError     a symbol outside the grammar
+    │   └── TooManySymbolsError    a list of symbols longer than its limit
     ├── InvalidTickError       a price message that is not a valid tick
     ├── InvalidEventIdError    a Last-Event-ID that is not one of ours
     └── StreamConfigError      the stream exists with a config that cannot be reconciled
@@ -17,6 +18,10 @@ class ContractError(ValueError):
 
 
 class InvalidSymbolError(ContractError):
+    pass
+
+
+class TooManySymbolsError(InvalidSymbolError):
     pass
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
-from contracts.errors import InvalidSymbolError
+from contracts.errors import InvalidSymbolError, TooManySymbolsError
 
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9][A-Z0-9.-]{0,15}")
 DEFAULT_SUBJECT_PREFIX = "prices"
@@ -21,7 +22,31 @@ def normalize_symbol(raw: str) -> str:
     return symbol
 
 
+def parse_symbols(
+    lists: Iterable[str], *, max_symbols: int | None = None, skip_blank: bool = False
+) -> tuple[str, ...]:
+    """Canonical symbols of comma-separated lists, in order, without repeats.
+
+    Raises InvalidSymbolError naming the first invalid item (a blank one too, unless
+    `skip_blank`), or TooManySymbolsError naming the first beyond `max_symbols`.
+    """
+    symbols: dict[str, None] = {}
+    for text in lists:
+        for raw in text.split(","):
+            item = raw.strip()
+            if skip_blank and not item:
+                continue
+            symbols[normalize_symbol(item)] = None
+            if max_symbols is not None and len(symbols) > max_symbols:
+                raise TooManySymbolsError(
+                    f"too many symbols: at most {max_symbols}, got more "
+                    f"(the {max_symbols + 1}th is {item!r})"
+                )
+    return tuple(symbols)
+
+
 def subject_token(symbol: str) -> str:
+    """The subject token of a canonical symbol: `BRK_B` for `BRK.B`."""
     # '.' separates NATS subject tokens, and '_' is outside the symbol grammar, so the
     # mapping is reversible.
     return symbol.replace(".", "_")

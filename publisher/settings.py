@@ -8,28 +8,11 @@ from dataclasses import dataclass
 from contracts.errors import InvalidSymbolError
 from contracts.messages import SOURCE_PATTERN
 from contracts.settings import CommonSettings, SettingsError, load_settings, require, setting
-from contracts.symbols import normalize_symbol
+from contracts.symbols import parse_symbols
 
 MAX_RATE = 10_000.0
 # Retries back off 0.1, 0.2, 0.4 ... seconds, each wait capped at this.
 MAX_RETRY_BACKOFF = 2.0
-
-
-def parse_symbols(text: str) -> tuple[str, ...]:
-    """Canonical symbols of a comma-separated list, in order, without repeats.
-
-    Raises SettingsError naming the first invalid symbol, or when none is given.
-    """
-    symbols: dict[str, None] = {}
-    for raw in text.split(","):
-        if not raw.strip():
-            continue  # tolerate "AAPL,MSFT," and spaces after commas
-        try:
-            symbols[normalize_symbol(raw.strip())] = None
-        except InvalidSymbolError as exc:
-            raise SettingsError(f"--symbols: {exc}") from None
-    require(bool(symbols), "--symbols needs at least one symbol, like AAPL,MSFT")
-    return tuple(symbols)
 
 
 def retry_backoff(attempt: int) -> float:
@@ -65,7 +48,12 @@ class PublisherSettings(CommonSettings):
             SOURCE_PATTERN.fullmatch(self.source) is not None,
             f"--source must be 1-64 letters, digits, '_', '.' or '-', not {self.source!r}",
         )
-        object.__setattr__(self, "symbols", ",".join(parse_symbols(self.symbols)))
+        try:  # "AAPL,MSFT," on a command line is a trailing comma, not a mistake
+            symbols = parse_symbols([self.symbols], skip_blank=True)
+        except InvalidSymbolError as exc:
+            raise SettingsError(f"--symbols: {exc}") from None
+        require(bool(symbols), "--symbols needs at least one symbol, like AAPL,MSFT")
+        object.__setattr__(self, "symbols", ",".join(symbols))
         require(0 < self.rate <= MAX_RATE, f"--rate must be > 0 and <= {MAX_RATE:g}")
         require(self.publish_timeout > 0, "--publish-timeout must be > 0")
         require(0 <= self.publish_retries <= 100, "--publish-retries must be 0-100")

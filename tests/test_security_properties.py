@@ -26,11 +26,17 @@ from contracts.event_ids import (
     parse_event_id,
 )
 from contracts.messages import MAX_TICK_BYTES, PriceTick
-from contracts.symbols import SYMBOL_PATTERN, normalize_symbol, subject_for, symbol_for
+from contracts.symbols import (
+    SYMBOL_PATTERN,
+    normalize_symbol,
+    parse_symbols,
+    subject_for,
+    symbol_for,
+)
 from gateway.errors import BadRequestError
 from gateway.feed import sse
 from gateway.feed.framer import inspect
-from gateway.http.query import parse_query, parse_symbols
+from gateway.http.query import parse_query
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -135,7 +141,7 @@ def test_parse_event_id_returns_a_position_or_names_the_text(raw: str) -> None:
     assert parse_event_id(str(position)) == position
 
 
-# gateway.http.query
+# contracts.symbols: lists of symbols (the /stocks query, the publisher's --symbols)
 
 
 @given(
@@ -143,21 +149,26 @@ def test_parse_event_id_returns_a_position_or_names_the_text(raw: str) -> None:
         st.one_of(texts, st.lists(symbols, min_size=1, max_size=8).map(",".join)), max_size=6
     ),
     max_symbols=st.integers(1, 10),
+    skip_blank=st.booleans(),
 )
 def test_parse_symbols_returns_canonical_symbols_or_names_the_bad_one(
-    values: list[str], max_symbols: int
+    values: list[str], max_symbols: int, skip_blank: bool
 ) -> None:
     pieces = [piece.strip() for value in values for piece in value.split(",")]
-    result = attempt(BadRequestError, parse_symbols, values, max_symbols)
-    if isinstance(result, BadRequestError):
+    if skip_blank:
+        pieces = [piece for piece in pieces if piece]
+    result = attempt(
+        InvalidSymbolError, parse_symbols, values, max_symbols=max_symbols, skip_blank=skip_blank
+    )
+    if isinstance(result, InvalidSymbolError):
         assert any(repr(piece) in str(result) for piece in pieces), (str(result), pieces)
-        return
-    if not values:
-        assert result is None
         return
     assert result == tuple(dict.fromkeys(piece.upper() for piece in pieces))
     assert len(result) <= max_symbols
     assert all(SYMBOL_PATTERN.fullmatch(symbol) for symbol in result)
+
+
+# gateway.http.query
 
 
 _LATIN1 = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=80)
