@@ -103,43 +103,57 @@ def browser_middleware(settings: Settings) -> list[Middleware]:
     """Security headers outermost (CORS preflight answers carry them too), then CORS
     when --cors-origins lists any origin."""
     middleware = [Middleware(SecurityHeadersMiddleware, headers=security_headers(settings))]
-    origins = settings.cors_origin_list
-    if origins:
-        middleware.append(
+    return middleware + CorsPolicy(settings).middleware()
+
+
+class CorsPolicy:
+    """Which browser origins may read the gateway's answers, and whether with cookies: one
+    policy for CORSMiddleware (preflights, and every route but GET /stocks) and for the
+    /stocks fast path (app.py), which streams without the middleware stack in between."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.origins = settings.cors_origin_list
+        self.any = self.origins == ("*",)
+        # Never with "*": Starlette would then echo any Origin along with
+        # Allow-Credentials, letting every site read responses with the user's cookie.
+        self.credentials = bool(self.origins) and not self.any
+        self._listed = {origin.encode() for origin in self.origins if origin != "*"}
+
+    def middleware(self) -> list[Middleware]:
+        """CORSMiddleware with this policy; none when no origin is listed."""
+        if not self.origins:
+            return []
+        return [
             Middleware(
                 CORSMiddleware,
-                allow_origins=origins,
-                # Never with "*": Starlette would then echo any Origin along with
-                # Allow-Credentials, letting every site read responses with the user's cookie.
-                allow_credentials=origins != ("*",),
+                allow_origins=self.origins,
+                allow_credentials=self.credentials,
                 allow_methods=["GET"],
                 allow_headers=CORS_REQUEST_HEADERS,
                 max_age=PREFLIGHT_MAX_AGE,
             )
-        )
-    return middleware
-
-
-class CorsHeaders:
-    """The CORS headers of a simple GET, as CORSMiddleware answers it, for the /stocks fast
-    path (app.py), which streams without the middleware stack in between."""
-
-    def __init__(self, settings: Settings) -> None:
-        origins = settings.cors_origin_list
-        self._any = origins == ("*",)
-        self._listed = {origin.encode() for origin in origins if origin != "*"}
+        ]
 
     def for_origin(self, origin: str | None) -> list[tuple[bytes, bytes]]:
-        if self._any:
-            return [(b"access-control-allow-origin", b"*")]
-        if not self._listed:
+        """The CORS headers of a simple GET from `origin`, as CORSMiddleware answers it
+        (tests/test_security_cors.py holds the two to the same headers)."""
+        if not self.origins:
             return []
+        headers = []
+        if origin is not None:
+            if self.any:
+                headers.append((b"access-control-allow-origin", b"*"))
+            if self.credentials:
+                headers.append((b"access-control-allow-credentials", b"true"))
+            if (raw := origin.encode("latin-1")) in self._listed:
+                headers.append((b"access-control-allow-origin", raw))
         # The answer depends on the Origin: caches must keep one per origin.
-        headers = [(b"vary", b"Origin")]
-        if origin is not None and (raw := origin.encode("latin-1")) in self._listed:
-            headers.append((b"access-control-allow-origin", raw))
-            headers.append((b"access-control-allow-credentials", b"true"))
+        headers.append((b"vary", b"Origin"))
         return headers
+
+
+# Transitional: gateway/stocks.py's name for CorsPolicy.
+CorsHeaders = CorsPolicy
 
 
 def _origin_of(url: str) -> str | None:
