@@ -7,10 +7,10 @@ import logging
 import sys
 
 from contracts.logs import configure_logging
-from contracts.settings import redact_urls
+from contracts.settings import SettingsError, redact_urls
 from gateway.app import build_app
 from gateway.server import GatewayServer, server_config
-from gateway.settings import from_environment
+from gateway.settings import PROG, from_environment
 
 logger = logging.getLogger("gateway")
 
@@ -20,7 +20,11 @@ GC_THRESHOLDS = (50_000, 20, 100)  # CPython's defaults: (700, 10, 10)
 def main(argv: list[str]) -> int:
     settings = from_environment(argv)
     configure_logging(settings.log_level)
-    app = build_app(settings)
+    try:  # builds the authenticator, which reads the key files
+        app = build_app(settings)
+    except SettingsError as exc:  # one line and status 2, as for any other bad setting
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return 2
     config = server_config(settings, app)
     logger.info(
         "gateway starting",

@@ -7,11 +7,9 @@ import re
 import secrets
 import socket
 from dataclasses import dataclass
-from pathlib import Path
 
 from contracts.messages import MAX_TICK_BYTES
 from contracts.settings import CommonSettings, require, setting
-from gateway.auth.keys import JwksFile, load_public_key
 
 
 def default_gateway_id() -> str:
@@ -134,11 +132,8 @@ class Settings(CommonSettings):
             "--auth-issuer and --auth-audience are required when tokens are checked",
         )
         require(0 <= self.auth_leeway <= 300, "--auth-leeway must be 0-300 seconds")
-        # Read now, so an unusable key file stops the start with one line.
-        if self.auth_public_key_file:
-            load_public_key(self.auth_public_key_file)
-        if self.auth_jwks_file:
-            JwksFile(Path(self.auth_jwks_file))
+        # The key files are read where the authenticator is built, which __main__ does
+        # before serving: a bad one still stops the start with one line.
         require(
             re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}", self.auth_cookie) is not None,
             f"--auth-cookie must be a cookie name, not {self.auth_cookie!r}",
@@ -189,9 +184,10 @@ def _is_origin(text: str, *, path: bool = False) -> bool:
     return port is None or (0 < int(port) < 65536 and int(port) != _DEFAULT_PORTS[scheme])
 
 
+PROG = "python -m gateway"
+
+
 def from_environment(argv: list[str]) -> Settings:
     from contracts.settings import load_settings
 
-    return load_settings(
-        Settings, argv, os.environ, prog="python -m gateway", env_prefix="GATEWAY_"
-    )
+    return load_settings(Settings, argv, os.environ, prog=PROG, env_prefix="GATEWAY_")

@@ -15,6 +15,8 @@ import jwt
 import pytest
 from nats.js import JetStreamContext
 
+from gateway.auth.keys import KeyConfigError
+from gateway.auth.tokens import Authenticator
 from gateway.settings import Settings
 from tests.conftest import RunningGateway, StartGateway
 from tests.processes import run_command
@@ -304,6 +306,18 @@ async def test_an_unusable_key_file_exits_2_with_one_line(tmp_path: Path) -> Non
     assert status == 2
     assert err.strip().count("\n") == 0
     assert f"--auth-public-key-file {pem}" in err
+
+
+@pytest.mark.parametrize("setting", ["auth_public_key_file", "auth_jwks_file"])
+def test_key_files_are_read_by_the_authenticator_not_by_the_settings(
+    tmp_path: Path, setting: str
+) -> None:
+    bad = tmp_path / "bad-key"
+    bad.write_bytes(b"not a key")
+    keys: dict[str, Any] = {"auth_jwt_secret": "", setting: str(bad)}
+    settings = Settings(**(AUTH | keys))  # reads no file
+    with pytest.raises(KeyConfigError, match=f"--{setting.replace('_', '-')} {bad}"):
+        Authenticator.from_settings(settings)
 
 
 async def test_the_secret_is_never_printed_by_help() -> None:

@@ -1,7 +1,8 @@
-"""The keys that verify tokens: a PEM public key or a JWKS file, checked when settings load.
+"""The keys that verify tokens: a PEM public key or a JWKS file, read when the
+authenticator is built at start.
 
-A key that cannot be used is a bad setting (exit 2 with one line), not a failure found at
-the first request.
+A key that cannot be used is a bad setting (KeyConfigError: exit 2 with one line), not a
+failure found at the first request.
 """
 
 from __future__ import annotations

@@ -42,7 +42,11 @@ class Authenticator:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator | None:
-        """The authenticator, or None when no key is configured (no authentication)."""
+        """The authenticator, or None when no key is configured (no authentication).
+
+        Reads the key file, if any: raises KeyConfigError (a SettingsError) naming the
+        setting and the file when it cannot be used.
+        """
         if settings.auth_enabled:
             return cls(settings)
         return None
