@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from contracts.errors import InvalidTickError
 from contracts.messages import MAX_TICK_BYTES, PriceTick, tick_verdict
-from contracts.symbols import subject_for
+from contracts.symbols import subject_for, subject_token
 from gateway.feed.framer import inspect
 from publisher.ticks import PriceWalk
 
@@ -151,7 +151,7 @@ def payloads(draw: st.DrawFn) -> tuple[bytes, str]:
         fields.insert(draw(st.integers(0, len(fields))), (key, json.dumps(value)))
     colon, comma = draw(st.sampled_from([(":", ","), (": ", ", "), (" : ", " ,")]))
     text = "{" + comma.join(f'"{key}"{colon}{value}' for key, value in fields) + "}"
-    stored_on = symbol.upper().replace(".", "_") if symbol else "AAPL"
+    stored_on = subject_token(symbol.upper()) if symbol else "AAPL"
     subject = draw(mostly(st.just(f"prices.{stored_on}"), st.just("prices.MSFT")))
     return text.encode(), subject
 
