@@ -16,7 +16,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from contracts.errors import InvalidTickError
-from contracts.messages import MAX_TICK_BYTES, PriceTick, tick_verdict
+from contracts.messages import _RFC3339_UTC, MAX_TICK_BYTES, PriceTick, tick_verdict, utc_timestamp
 from contracts.symbols import subject_for, subject_token
 from gateway.feed.framer import inspect
 from publisher.ticks import PriceWalk
@@ -208,3 +208,48 @@ def test_the_tick_written_by_encode_is_taken_without_price_tick() -> None:
     )
     payload = tick.encode()
     assert tick_verdict(orjson.loads(payload), payload) is True
+
+
+def by_the_pattern(text: str) -> datetime | None:
+    """utc_timestamp without its shortcut for the written form."""
+    if _RFC3339_UTC.fullmatch(text) is None:
+        return None
+    try:
+        return datetime.fromisoformat(text.upper())
+    except ValueError:
+        return None
+
+
+# Strings shaped like the written form (its separators where they go), with anything
+# that could fool a check of the separators alone in the other places.
+written_like = (
+    st.lists(st.sampled_from(list("0123456789 +-:.TZtz\u0662\uff11")), min_size=27, max_size=27)
+    .map(lambda chars: "".join(chars))
+    .map(
+        lambda text: (
+            text[:4]
+            + "-"
+            + text[5:7]
+            + "-"
+            + text[8:10]
+            + "T"
+            + text[11:13]
+            + ":"
+            + text[14:16]
+            + ":"
+            + text[17:19]
+            + "."
+            + text[20:26]
+            + "Z"
+        )
+    )
+)
+
+
+@settings(max_examples=1000)
+@given(text=st.one_of(written_like, timestamps))
+@example(text="2026-11-24T10:00:00.12345 Z")
+@example(text="2026-11-24T10:00:00.1234\uff11Z")
+@example(text="2026-11-24T10:00:00.123456Z")
+def test_the_shortcut_for_the_written_timestamp_agrees_with_the_pattern(text: str) -> None:
+    assert utc_timestamp(text) == by_the_pattern(text)
