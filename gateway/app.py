@@ -14,9 +14,10 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from gateway.auth.tokens import Authenticator
+from gateway.broker.symbols import StoredSymbols
 from gateway.errors import GatewayError
 from gateway.http.openapi import openapi_routes
-from gateway.http.page import StoredSymbols, page_routes
+from gateway.http.page import page_routes
 from gateway.http.problems import ErrorAnswers, http_problem
 from gateway.http.security import browser_middleware
 from gateway.hub import Hub
@@ -30,7 +31,8 @@ def build_app(settings: Settings) -> GatewayApp:
     hub = Hub(settings)
     authenticator = Authenticator.from_settings(settings)
     errors = ErrorAnswers(hub.metrics)
-    stocks = StocksEndpoint(hub, authenticator, StoredSymbols(hub), errors)
+    stored = StoredSymbols(hub, hub.stream)
+    stocks = StocksEndpoint(hub, authenticator, stored, errors)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -42,7 +44,7 @@ def build_app(settings: Settings) -> GatewayApp:
         routes=[
             Route("/stocks", stocks.head),  # GET, and so HEAD
             *ops_routes(hub),
-            *page_routes(hub),
+            *page_routes(stored, settings),
             *openapi_routes(),
         ],
         exception_handlers={GatewayError: errors.gateway_error, HTTPException: http_problem},

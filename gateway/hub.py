@@ -17,21 +17,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from nats.aio.client import Client as NATS
-from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy, StreamInfo
-from nats.js.errors import NotFoundError
 
 from contracts.nats_options import connect_options
 from contracts.stream import StreamSettings
 from contracts.symbols import all_subjects, subject_for
 from gateway.broker.connection import close, connect, ensure_stream_until_done, wait_for_stream
 from gateway.broker.consumer import ConsumerSpec, PullConsumer
+from gateway.broker.streams import stream_info
 from gateway.errors import AtCapacityError, NatsUnavailableError
+from gateway.feed.catch_up import CatchUp
 from gateway.feed.client import ClientFeed
+from gateway.feed.conflation import ConflatingOutbox
+from gateway.feed.feeds import LiveFeeds
 from gateway.feed.framer import TickFramer
-from gateway.feed.live import LiveFeed
-from gateway.feed.outbox import Outbox
+from gateway.feed.outbox import Outbox, Policy
 from gateway.feed.resume import resolve_start
 from gateway.feed.splice import DRAINING
 from gateway.http.query import StreamQuery
@@ -51,7 +52,7 @@ class Hub:
         self.stream: StreamSettings = settings.stream_settings()
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
-        self.live: LiveFeed | None = None
+        self.feeds = LiveFeeds(settings, self.metrics, self.framer)
         self.draining = asyncio.Event()
         self._forced = asyncio.Event()  # a second signal: end everything now
         self._feeds: dict[str, ClientFeed] = {}
@@ -94,8 +95,7 @@ class Hub:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._sweep())
             if self.settings.shared_feed:
-                self.live = LiveFeed(nc, self.js, self.settings, self.metrics, self.framer)
-                tasks.create_task(self.live.run())
+                tasks.create_task(self.feeds.run(nc, self.js))
 
     async def _sweep(self) -> None:
         """Wake the live clients due a heartbeat, once a second (or per half heartbeat)."""
@@ -108,6 +108,7 @@ class Hub:
             now = loop.time()
             for feed in list(self._feeds.values()):
                 feed.heartbeat_due(now, heartbeat)
+            self.feeds.stop_idle(now)
 
     async def _on_disconnected(self) -> None:
         if not self.draining.is_set():  # else it is our own drain's
@@ -117,8 +118,7 @@ class Hub:
         logger.info("NATS reconnected")
         # Pull requests do not survive a reconnect; ask again at once rather than waiting
         # for the silence to show. A consumer lost with a restarted server then answers 503.
-        if self.live is not None:
-            self.live.repull()
+        self.feeds.repull()
         for feed in list(self._feeds.values()):
             feed.repull()
 
@@ -167,16 +167,9 @@ class Hub:
             return (all_subjects(prefix),)
         return tuple(subject_for(symbol, prefix) for symbol in query.symbols)
 
-    async def stream_info(self) -> StreamInfo:
+    async def stream_info(self, *, timeout: float | None = None) -> StreamInfo:
         """The stream's info; NatsUnavailableError (503) when it cannot be had."""
-        if self.js is None or self.nc is None or not self.nc.is_connected:
-            raise NatsUnavailableError("not connected to NATS")
-        try:
-            return await self.js.stream_info(self.stream.name)
-        except NotFoundError:
-            raise NatsUnavailableError(f"stream {self.stream.name} does not exist") from None
-        except (NatsError, TimeoutError) as exc:
-            raise NatsUnavailableError(f"NATS did not answer: {exc!r}") from None
+        return await stream_info(self.js, self.nc, self.stream.name, timeout=timeout)
 
     def _admit(self, address: str) -> None:
         settings = self.settings
@@ -189,19 +182,6 @@ class Hub:
         per_client = settings.max_connections_per_client
         if per_client and self._per_address[address] >= per_client:
             raise AtCapacityError(f"{address} holds its limit of {per_client} streams")
-
-    async def _live_feed(self, incarnation: str) -> LiveFeed | None:
-        """The live feed once it follows the stream the client starts in; None without one."""
-        if not self.settings.shared_feed:
-            return None
-        if self.live is None:
-            raise NatsUnavailableError("the live feed is starting")
-        try:
-            async with asyncio.timeout(self.settings.nats_timeout):
-                await self.live.wait_following(incarnation)
-        except TimeoutError:
-            raise NatsUnavailableError("the live feed is not following the stream") from None
-        return self.live
 
     @asynccontextmanager
     async def attach(self, query: StreamQuery, address: str) -> AsyncIterator[ClientFeed]:
@@ -241,8 +221,15 @@ class Hub:
         subjects = self._subjects(query)
         wanted = None if query.symbols is None else subjects
         start = await resolve_start(js, info, query.position, wanted)
-        live = await self._live_feed(start.incarnation)
-        outbox = None if live is None else Outbox(wanted, settings.max_pending_bytes)
+        delivery = query.delivery
+        live = None
+        if settings.shared_feed:
+            live = await self.feeds.following_stream(start.incarnation, delivery.delay)
+        outbox: Policy | None = None
+        if live is not None and delivery.conflate:
+            outbox = ConflatingOutbox(wanted, delivery.conflate, self.metrics)
+        elif live is not None:
+            outbox = Outbox(wanted, settings.max_pending_bytes)
         client_id = f"{next(self._client_numbers)}"
 
         def open_consumer(policy: DeliverPolicy, sequence: int | None) -> PullConsumer:
@@ -263,4 +250,16 @@ class Hub:
                 api_timeout=settings.nats_timeout,
             )
 
-        return ClientFeed(client_id, start, open_consumer, live, outbox, self.metrics, self.framer)
+        catch_up = None
+        after = 0 if start.sequence is None else start.sequence - 1
+        prefix = f"{start.incarnation}-".encode()
+        if live is None or not live.delay or start.sequence is not None:
+            catch_up = CatchUp(open_consumer, self.framer, prefix, after)
+            if delivery.conflate and start.sequence is not None:
+                # Conflated, the client wants only the latest tick of each symbol after
+                # its id: JetStream's latest of each, less those it already had.
+                catch_up.prepare(DeliverPolicy.LAST_PER_SUBJECT, None)
+            else:
+                catch_up.prepare(start.deliver_policy, start.sequence)
+        # else: a fresh client of a delayed feed starts from the feed's own snapshot.
+        return ClientFeed(client_id, start, catch_up, live, outbox, self.metrics)

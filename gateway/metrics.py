@@ -33,6 +33,17 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.open_streams = Gauge("gateway_open_streams", "SSE streams open now", registry=r)
+        self.streams_by_delivery = Gauge(
+            "gateway_open_streams_by_delivery",
+            "SSE streams open now, by whether they are conflated and delayed",
+            ["conflated", "delayed"],
+            registry=r,
+        )
+        self.events_conflated = Counter(
+            "gateway_events_conflated",
+            "live events a conflated stream never sent: a later tick of the symbol replaced them",
+            registry=r,
+        )
         self.events_sent = Counter(
             "gateway_events_sent", "price events written to clients", registry=r
         )
@@ -81,6 +92,9 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        for conflated in ("false", "true"):
+            for delayed in ("false", "true"):
+                self.streams_by_delivery.labels(conflated, delayed)
         for reason in SKIP_REASONS:
             self.messages_skipped.labels(reason)
         for kind in (

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -35,12 +33,9 @@ async def not_ready(hub: Hub) -> str | None:
     if hub.draining.is_set():
         return "draining"
     try:
-        async with asyncio.timeout(READY_CHECK_TIMEOUT):
-            await hub.stream_info()
+        await hub.stream_info(timeout=READY_CHECK_TIMEOUT)
     except NatsUnavailableError as exc:
         return str(exc)
-    except TimeoutError:
-        return "NATS did not answer in time"
-    if hub.settings.shared_feed and (hub.live is None or not hub.live.running.is_set()):
+    if hub.settings.shared_feed and not hub.feeds.following:
         return "the live feed is not following the stream yet"
     return None

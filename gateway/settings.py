@@ -36,6 +36,9 @@ class Settings(CommonSettings):
         0, "open /stocks streams per client address; 0 means no limit"
     )
     max_symbols: int = setting(100, "symbols per /stocks request")
+    max_delays: int = setting(
+        8, "distinct ?delay= values served at once, each by one delayed feed; more get 503"
+    )
     max_header_bytes: int = setting(16 * 1024, "bytes of request line and headers; more get 431")
     send_timeout: float = setting(
         10.0, "seconds a write may wait for a client that does not read before its stream ends"
@@ -55,7 +58,9 @@ class Settings(CommonSettings):
         "join them (0: every event at once)",
     )
     max_pending_bytes: int = setting(
-        4 * 1024 * 1024, "bytes of live events a client may have waiting; more ends its stream"
+        4 * 1024 * 1024,
+        "bytes of live events a client may have waiting; more sends it back to a consumer "
+        "of its own",
     )
     nats_timeout: float = setting(5.0, "seconds to wait for a JetStream API answer")
     max_message_bytes: int = setting(
@@ -102,6 +107,7 @@ class Settings(CommonSettings):
         require(self.max_connections > 0, "--max-connections must be > 0")
         require(self.max_connections_per_client >= 0, "--max-connections-per-client must be >= 0")
         require(self.max_symbols > 0, "--max-symbols must be > 0")
+        require(self.max_delays >= 0, "--max-delays must be >= 0")
         require(self.max_header_bytes >= 1024, "--max-header-bytes must be >= 1024")
         require(self.send_timeout > 0, "--send-timeout must be > 0")
         require(self.drain_period >= 0, "--drain-period must be >= 0")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Coroutine
 from typing import Any
 
@@ -9,14 +10,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.auth.access import authorize
+from gateway.auth.access import allowed_symbols
 from gateway.auth.tokens import Authenticator
+from gateway.broker.symbols import StoredSymbols
 from gateway.errors import GatewayError
 from gateway.http.connection import SseConnection
-from gateway.http.page import StoredSymbols
 from gateway.http.problems import ErrorAnswers
 from gateway.http.query import parse_query
-from gateway.http.security import CorsHeaders, security_headers
+from gateway.http.security import CorsPolicy, security_headers
 from gateway.http.sink import AsgiSink, Headers, Sink
 from gateway.hub import Hub
 from gateway.stream import PriceStream, stream_head
@@ -41,7 +42,7 @@ class StocksEndpoint:
         self._stored = stored
         self._errors = errors
         self._security = security_headers(hub.settings)
-        self._cors = CorsHeaders(hub.settings)
+        self._cors = CorsPolicy(hub.settings)
 
     async def _stream_for(self, request: Request, headers: Headers = ()) -> PriceStream:
         """The stream of a /stocks request; `headers` go on its answers (the security and
@@ -52,15 +53,16 @@ class StocksEndpoint:
             grant = self._authenticator.authenticate(request.headers, request.cookies)
         query = parse_query(request.query_params, request.headers, self._settings.max_symbols)
         if grant is not None:
-            query = await authorize(query, grant, self._stored)
+            symbols = await allowed_symbols(query.symbols, grant, self._stored)
+            query = dataclasses.replace(query, symbols=symbols)
         address = request.client.host if request.client else "unknown"
         return PriceStream(self.hub, query, address, grant, headers)
 
     async def head(self, request: Request) -> Response:
         """HEAD /stocks: validated like a GET, answered with the stream's headers alone;
         no consumer is created for a request that reads no events."""
-        await self._stream_for(request)
-        return stream_head()
+        stream = await self._stream_for(request)
+        return stream_head(stream.query.delivery)
 
     async def _serve(self, request: Request, sink: Sink) -> None:
         """GET /stocks without the middleware stack: the answers get the same headers,

@@ -16,6 +16,7 @@ from gateway.auth.grants import Grant
 from gateway.errors import GatewayError, StreamEndedError
 from gateway.feed import sse
 from gateway.feed.client import ClientFeed
+from gateway.feed.delivery import Delivery
 from gateway.feed.splice import CLIENT_CLOSED, ORDERLY_ENDS, SLOW_CLIENT, TOKEN_EXPIRED
 from gateway.http.problems import problem_for
 from gateway.http.query import StreamQuery
@@ -74,12 +75,18 @@ class PriceStream:
             head += sse.reset_frame(reason=reset.reason, detail=reset.detail)
             metrics.resets_sent.labels(reset.reason).inc()
         self._log_open(feed)
+        delivery = self.query.delivery
+        by_delivery = metrics.streams_by_delivery.labels(
+            str(bool(delivery.conflate)).lower(), str(bool(delivery.delay)).lower()
+        )
         metrics.open_streams.inc()
+        by_delivery.inc()
         reason = CLIENT_CLOSED
         loop = asyncio.get_running_loop()
         expiry = self._end_at_expiry(feed, loop)
         try:
-            await sink.begin([*HEADERS, *self.extra_headers], head, settings.send_timeout)
+            headers = [*HEADERS, *delivery.headers(), *self.extra_headers]
+            await sink.begin(headers, head, settings.send_timeout)
             self.extra_headers = ()  # sent; not kept for the life of the stream
             feed.last_write = loop.time()
             if (direct := sink.direct) is not None:
@@ -104,6 +111,7 @@ class PriceStream:
             if expiry is not None:
                 expiry.cancel()
             metrics.open_streams.dec()
+            by_delivery.dec()
             metrics.streams_ended.labels(reason).inc()
             logger.info(
                 "stream closed",
@@ -122,7 +130,9 @@ class PriceStream:
             "stream opened",
             extra={
                 "client": feed.client_id,
-                "consumer": feed.consumer and feed.consumer.spec.name,
+                "consumer": feed.consumer_name,
+                "conflate": self.query.delivery.conflate,
+                "delay": self.query.delivery.delay,
                 "symbols": self.query.symbols or "*",
                 "position": str(self.query.position or ""),
                 "reset": feed.start.reset and feed.start.reset.reason,
@@ -142,8 +152,9 @@ class PriceStream:
         return loop.call_later(delay, feed.stop, TOKEN_EXPIRED)
 
 
-def stream_head() -> Response:
+def stream_head(delivery: Delivery) -> Response:
     """The answer to a HEAD: a GET's headers, without a body length (the stream has none)."""
-    response = Response(headers={name.decode(): value.decode() for name, value in HEADERS})
+    headers = [*HEADERS, *delivery.headers()]
+    response = Response(headers={name.decode(): value.decode() for name, value in headers})
     del response.headers["content-length"]
     return response

@@ -275,7 +275,7 @@ async def test_live_events_are_written_by_the_flush_itself_while_the_writer_wait
         assert (await stream.head()).status == 200
         await stream.chunk()  # retry
         await eventually(
-            lambda: gateway.hub.live is not None and gateway.hub.open_streams == 1,
+            lambda: gateway.hub.feeds.following and gateway.hub.open_streams == 1,
             within=5,
             what="stream attached",
         )

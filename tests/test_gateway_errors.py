@@ -113,7 +113,7 @@ async def test_an_unexpected_error_is_a_500_problem_without_a_trace(
     def broken(*args: object) -> None:
         raise RuntimeError("secret internals /srv/app.py line 12")
 
-    monkeypatch.setattr("gateway.app.parse_query", broken)  # a bug, injected
+    monkeypatch.setattr("gateway.stocks.parse_query", broken)  # a bug, injected
     gateway = await start_gateway()
     async with httpx.AsyncClient(base_url=gateway.url) as client:
         response = await client.get("/stocks")

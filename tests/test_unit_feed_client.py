@@ -21,6 +21,7 @@ from contracts.event_ids import EventPosition, incarnation_of
 from contracts.symbols import all_subjects, subject_for
 from gateway.broker.consumer import ConsumerSpec, PullConsumer
 from gateway.errors import NatsUnavailableError, StreamEndedError
+from gateway.feed.catch_up import CatchUp
 from gateway.feed.client import ClientFeed
 from gateway.feed.framer import TickFramer
 from gateway.feed.live import LiveFeed
@@ -120,7 +121,10 @@ class Rig:
             return consumer
 
         framer = TickFramer(settings.max_message_bytes, self.metrics)
-        feed = ClientFeed(client_id, start, open_consumer, live, outbox, self.metrics, framer)
+        after = 0 if start.sequence is None else start.sequence - 1
+        catch_up = CatchUp(open_consumer, framer, f"{start.incarnation}-".encode(), after)
+        catch_up.prepare(start.deliver_policy, start.sequence)
+        feed = ClientFeed(client_id, start, catch_up, live, outbox, self.metrics)
         return Client(feed, outbox, name)
 
 

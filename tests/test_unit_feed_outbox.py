@@ -14,12 +14,13 @@ from gateway.feed.outbox import LiveEvent, Outbox
 
 def event(sequence: int, size: int = 4) -> LiveEvent:
     """An event whose frame is `size` bytes."""
-    return LiveEvent(sequence, b"x" * size, None)
+    return LiveEvent(sequence, b"x" * size, None, "prices.AAPL")
 
 
 def take(outbox: Outbox) -> Sequence[LiveEvent]:
-    """What the reader takes from the outbox."""
-    return outbox.take()
+    """What the reader takes from the outbox (released after sequence 0: everything)."""
+    events, _ = outbox.release(0, 0.0)
+    return events
 
 
 def kept(outbox: Outbox) -> list[int]:

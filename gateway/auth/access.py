@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Protocol, TypeVar
-
 from gateway.auth.grants import Grant
 from gateway.broker.symbols import StoredSymbols
 from gateway.errors import ForbiddenError
@@ -37,23 +34,3 @@ async def allowed_symbols(
             [],
         )
     return tuple(sorted(allowed))
-
-
-class _Query(Protocol):
-    @property
-    def symbols(self) -> tuple[str, ...] | None: ...
-
-
-Q = TypeVar("Q", bound=_Query)
-
-
-async def authorize(query: Q, grant: Grant, stored: StoredSymbols) -> Q:
-    """`query` (a StreamQuery) with the symbols `allowed_symbols` gives.
-
-    Transitional, for app.py: call allowed_symbols, which needs nothing of gateway.http.
-    """
-    symbols = await allowed_symbols(query.symbols, grant, stored)
-    if symbols == query.symbols:
-        return query
-    # type-var: mypy cannot see that a StreamQuery, the only Q, is a dataclass.
-    return dataclasses.replace(query, symbols=symbols)  # type: ignore[type-var]

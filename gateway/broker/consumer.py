@@ -74,6 +74,12 @@ def delivery(reply: str) -> tuple[bytes, int]:
     return tokens[7].encode(), int(tokens[10])
 
 
+def stored_at(reply: str) -> float:
+    """When JetStream stored a delivered message (its clock), as epoch seconds."""
+    tokens = reply.split(".")
+    return int(tokens[7 if len(tokens) == 9 else 9]) / 1e9
+
+
 class PullConsumer:
     """An async context manager: creates the consumer on entry, deletes it on every exit
     (or earlier, with `close()`)."""

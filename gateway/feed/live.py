@@ -4,6 +4,12 @@ Each message is framed once; the same bytes go to every outbox of its subject, a
 shared `LiveEvent` (gateway.feed.outbox). Per client and event the cost is one offer.
 The feed is ordered by stream sequence and never skips: when its consumer is lost (a NATS
 restart) it is recreated from the next sequence.
+
+A delayed feed (`delay` > 0, one per distinct delay per process) follows the stream
+`delay` seconds behind: it hands each message over once JetStream's clock says it was
+stored that long ago, and keeps the last message of each subject it has handed over, for
+the snapshot of a client that connects without an id. JetStream holds what is not due
+yet; the feed reads at most a batch ahead.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -20,11 +27,12 @@ from nats.js.api import DeliverPolicy
 
 from contracts.event_ids import incarnation_of
 from contracts.symbols import all_subjects
-from gateway.broker.consumer import ConsumerSpec, PullConsumer, delivery
+from gateway.broker.consumer import ConsumerSpec, PullConsumer, delivery, stored_at
+from gateway.broker.direct import StoredMessage, first_sequence_since, last_per_subject
 from gateway.errors import NatsUnavailableError, StreamEndedError
 from gateway.feed import sse
 from gateway.feed.framer import TickFramer
-from gateway.feed.outbox import LiveEvent, Outbox
+from gateway.feed.outbox import LiveEvent, Policy
 from gateway.feed.splice import FEED_LOST, STREAM_REPLACED
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -45,20 +53,25 @@ class LiveFeed:
         settings: Settings,
         metrics: Metrics,
         framer: TickFramer,
+        delay: float = 0.0,
     ) -> None:
-        self._nc = nc
-        self._js = js
+        self.delay = delay
+        self._name = f"delayed{delay:g}" if delay else "live"
+        self._latest: dict[str, StoredMessage] = {}  # by subject, while delayed
+        self._idle_at: float | None = None
+        self.nc = nc
+        self.js = js
         self._settings = settings
         self._metrics = metrics
         self._framer = framer
         self._stream = settings.stream
-        self._by_subject: dict[str, set[Outbox]] = {}
-        self._everything: set[Outbox] = set()
+        self._by_subject: dict[str, set[Policy]] = {}
+        self._everything: set[Policy] = set()
         self.incarnation: str | None = None
         self.position = 0  # the last stream sequence fanned out
         self.running = asyncio.Event()
         self._coalesce = settings.coalesce
-        self._due: list[Outbox] = []
+        self._due: list[Policy] = []
         self._flush: asyncio.TimerHandle | None = None  # the next flush, while any is due
         self._flushed_at = 0.0  # loop time of the last flush
         self._changed = asyncio.Event()  # replaced at each change; waiters hold the old one
@@ -66,14 +79,23 @@ class LiveFeed:
         self._generations = itertools.count(1)
         self._followed_since: float | None = None
 
-    def subscribe(self, outbox: Outbox) -> None:
+    def subscribe(self, outbox: Policy) -> None:
         if outbox.subjects is None:
             self._everything.add(outbox)
         else:
             for subject in outbox.subjects:
                 self._by_subject.setdefault(subject, set()).add(outbox)
 
-    def unsubscribe(self, outbox: Outbox) -> None:
+    def idle_since(self, now: float) -> float:
+        """Seconds nobody has been subscribed (0 while someone is)."""
+        if self._everything or self._by_subject:
+            self._idle_at = None
+            return 0.0
+        if self._idle_at is None:
+            self._idle_at = now
+        return now - self._idle_at
+
+    def unsubscribe(self, outbox: Policy) -> None:
         if outbox.subjects is None:
             self._everything.discard(outbox)
             return
@@ -153,19 +175,21 @@ class LiveFeed:
             await asyncio.sleep(RESTART_DELAY)
 
     async def _follow(self) -> None:
-        info = await self._js.stream_info(self._stream)
+        info = await self.js.stream_info(self._stream)
         assert info.created is not None
         incarnation = incarnation_of(info.created)
         if incarnation != self.incarnation:
             if self.incarnation is not None:
                 self._end_all(STREAM_REPLACED)
-            # A new stream, or the first: start after what it holds now.
-            self.incarnation, self.position = incarnation, info.state.last_seq
+            # A new stream, or the first: start after what it holds now (or held
+            # `delay` ago).
+            self.incarnation = incarnation
+            self.position = await self._start_position(info.state.last_seq)
         spec = ConsumerSpec(
             stream=self._stream,
             # A new name each time: a consumer on a NATS node that died may come back with
             # it, and the cluster refuses to re-create a name with another start sequence.
-            name=f"live-{self._settings.gateway_id}-{next(self._generations)}",
+            name=f"{self._name}-{self._settings.gateway_id}-{next(self._generations)}",
             filter_subjects=(all_subjects(self._settings.subject_prefix),),
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             start_sequence=self.position + 1,
@@ -173,8 +197,8 @@ class LiveFeed:
         )
         prefix = f"{incarnation}-".encode()
         async with PullConsumer(
-            self._nc,
-            self._js,
+            self.nc,
+            self.js,
             spec,
             self._metrics,
             batch=LIVE_BATCH,
@@ -186,9 +210,60 @@ class LiveFeed:
             logger.info("live feed following", extra={"from": self.position + 1})
             try:
                 while True:
-                    self._dispatch(prefix, await consumer.next_batch(30.0))
+                    batch = await consumer.next_batch(30.0)
+                    if self.delay:
+                        await self._dispatch_when_due(prefix, batch)
+                    else:
+                        self._dispatch(prefix, batch)
             finally:
                 self._consumer = None
+
+    async def _start_position(self, last: int) -> int:
+        """Where a new stream is followed from: its end, or where it was `delay` ago,
+        with the last message of each subject up to there kept for snapshots."""
+        if not self.delay:
+            return last
+        timeout = self._settings.nats_timeout
+        first = await first_sequence_since(self.nc, self._stream, time.time() - self.delay, timeout)
+        # None: nothing stored since then; read `last` first, so anything stored after it
+        # is newer still.
+        position = last if first is None else min(first - 1, last)
+        everything = all_subjects(self._settings.subject_prefix)
+        stored = await last_per_subject(self.nc, self._stream, everything, position, timeout)
+        self._latest = {message.subject: message for message in stored}
+        return position
+
+    def snapshot(self, subjects: tuple[str, ...] | None) -> list[LiveEvent]:
+        """A delayed feed's last message of each of `subjects` (None: all) handed over so
+        far, oldest first: a fresh client's start, before what the feed hands over next."""
+        latest = self._latest
+        wanted = latest.values() if subjects is None else filter(None, map(latest.get, subjects))
+        prefix = f"{self.incarnation}-".encode()
+        return [
+            LiveEvent(
+                message.sequence,
+                self._framer.frame(
+                    prefix + b"%d" % message.sequence, message.data, message.subject
+                ),
+                sse.published_at(message.data),
+                message.subject,
+            )
+            for message in sorted(wanted, key=lambda message: message.sequence)
+        ]
+
+    async def _dispatch_when_due(self, prefix: bytes, batch: list[Msg]) -> None:
+        """Hand each message over once it was stored `delay` seconds ago (in order)."""
+        latest = self._latest
+        start = 0
+        for i, msg in enumerate(batch):
+            wait = stored_at(msg.reply) + self.delay - time.time()
+            if wait > 0:
+                self._dispatch(prefix, batch[start:i])
+                start = i
+                await asyncio.sleep(wait)
+            digits, _ = delivery(msg.reply)
+            latest[msg.subject] = StoredMessage(int(digits), msg.subject, msg.data)
+        self._dispatch(prefix, batch[start:])
 
     def _dispatch(self, prefix: bytes, batch: list[Msg]) -> None:
         by_subject = self._by_subject
@@ -204,7 +279,7 @@ class LiveFeed:
             if not outboxes and not everything:
                 continue
             frame = self._framer.frame(prefix + digits, msg.data, msg.subject)
-            event = LiveEvent(sequence, frame, sse.published_at(msg.data))
+            event = LiveEvent(sequence, frame, sse.published_at(msg.data), msg.subject)
             for outbox in outboxes or ():
                 if outbox.offer(event):
                     due.append(outbox)

@@ -2,17 +2,18 @@
 
 This is where a delivery policy sits. The live feed offers every event of a client's
 subjects to its outbox and, once per flush, tells the outbox's reader that events are
-due; the reader takes them in one write. `Outbox` is the exact policy: every event, in
-order, bounded in bytes. A policy that sends less (conflation: one slot per symbol, the
-latest value wins) is another class with the same `offer`, `take` and bounds, and the
-splice does not change.
+due; the reader releases them in one write. `Outbox` is the exact policy: every event,
+in order, bounded in bytes. `ConflatingOutbox` (gateway.feed.conflation) sends less: one
+slot per symbol, the latest value wins. Both answer the same `Policy` protocol, and the
+splice does not know which one it drives.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from typing import ClassVar, NamedTuple, Protocol
 
 
 class LiveEvent(NamedTuple):
@@ -21,6 +22,7 @@ class LiveEvent(NamedTuple):
     sequence: int
     frame: bytes
     published: float | None  # the tick's timestamp, for the lag histogram
+    subject: str
 
 
 class Reader(Protocol):
@@ -31,6 +33,44 @@ class Reader(Protocol):
     def stop(self, reason: str) -> None: ...
 
 
+class Policy(Protocol):
+    """What the live feed and a client's feed need of an outbox, whatever its policy."""
+
+    subjects: tuple[str, ...] | None
+    reader: Reader | None
+    due: bool
+    live: bool
+    overflowed: bool
+
+    # True: the client's consumer offers its events here too, and `release` holds back
+    # what is past `through` (its consumer's position) while it catches up.
+    takes_catch_up: ClassVar[bool]
+
+    def offer(self, event: LiveEvent) -> bool:
+        """Keep `event`; True when the outbox must join the next flush's list."""
+
+    def release(
+        self, after: int, now: float, through: float = math.inf
+    ) -> tuple[Sequence[LiveEvent], float | None]:
+        """The events to write now, all after sequence `after` and none past `through`,
+        oldest first; and the loop time at which more will be due (None: once more is
+        offered)."""
+
+    def covers_after(self, sequence: int) -> bool:
+        """Whether every event after `sequence` is here or still to come (none dropped)."""
+
+    def restart(self) -> None:
+        """Keep afresh, for a client going back to catching up."""
+
+
+def keep(outbox: Policy, events: Sequence[LiveEvent]) -> None:
+    """Offer events a client's feed releases itself (a snapshot, its consumer's), so they
+    must not leave the outbox marked for a flush whose list it is not on."""
+    for event in events:
+        if outbox.offer(event):
+            outbox.due = False
+
+
 class Outbox:
     """Every event for `subjects` (None: all), bounded by `max_bytes` of frames.
 
@@ -39,6 +79,9 @@ class Outbox:
     Once live, going over the bound marks it `overflowed`: the client has fallen behind
     and goes back to a consumer of its own (the splice's OVERFLOWED).
     """
+
+    # A catching-up client writes its consumer's events itself.
+    takes_catch_up: ClassVar[bool] = False
 
     # One per open stream: slots, and no deque while empty (~760 B per idle client).
     __slots__ = (
@@ -86,11 +129,17 @@ class Outbox:
         self.due = True
         return True
 
-    def take(self) -> Sequence[LiveEvent]:
-        """Everything buffered, oldest first; the outbox is empty after."""
+    def release(
+        self, after: int, now: float, through: float = math.inf
+    ) -> tuple[Sequence[LiveEvent], None]:
+        """Everything buffered after `after`, oldest first; the outbox is empty after.
+        (Only a live client releases from it: nothing is past `through` then.)"""
+        # The live feed may lag behind the consumer a client caught up with: events it
+        # hands over late may already have been sent.
+        self.discard_through(after)
         events, self.events = self.events, None
         self.pending_bytes = 0
-        return events or ()
+        return events or (), None
 
     def discard_through(self, sequence: int) -> None:
         """Forget the events the client was already sent (by its consumer)."""
@@ -104,7 +153,8 @@ class Outbox:
 
     def restart(self) -> None:
         """Buffer afresh, for a client going back to catching up."""
-        self.take()
+        self.events = None
+        self.pending_bytes = 0
         self.live = False
         self.overflowed = False
         self.dropped_through = 0

@@ -30,8 +30,9 @@ TOKEN_EXPIRED: Final = "token expired"
 SLOW_CLIENT: Final = "client too slow"
 FEED_LOST: Final = "the gateway lost its live feed"
 STREAM_REPLACED: Final = "the stream was recreated"
+FELL_BEHIND: Final = "fell behind the delayed feed"
 # Ends the gateway chose, as opposed to a consumer or the live feed failing.
-ORDERLY_ENDS: Final = frozenset({CLIENT_CLOSED, DRAINING, TOKEN_EXPIRED, SLOW_CLIENT})
+ORDERLY_ENDS: Final = frozenset({CLIENT_CLOSED, DRAINING, TOKEN_EXPIRED, SLOW_CLIENT, FELL_BEHIND})
 
 
 class State(enum.Enum):

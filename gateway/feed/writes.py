@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from gateway.feed.outbox import LiveEvent
+from gateway.metrics import Metrics
 
 
 @dataclass(slots=True)
@@ -13,6 +18,16 @@ class Frames:
     body: bytes
     events: int
     published: float | None  # timestamp of the oldest tick in it
+
+    @classmethod
+    def of(cls, events: Sequence[LiveEvent]) -> Frames:
+        return cls(b"".join([event.frame for event in events]), len(events), events[0].published)
+
+    def count(self, metrics: Metrics) -> None:
+        """Account for its write: the events metric and the lag of its oldest tick."""
+        metrics.events_sent.inc(self.events)
+        if self.published is not None:
+            metrics.publish_to_send_seconds.observe(max(0.0, time.time() - self.published))
 
 
 class DirectSink(Protocol):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -16,9 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from contracts.stream import StreamSettings
-from gateway.broker import symbols as broker_symbols
-from gateway.broker.symbols import Connection
+from gateway.broker.symbols import StoredSymbols
 from gateway.settings import Settings
 
 STATIC_DIR = Path(__file__).parent.parent / "static"
@@ -42,34 +39,13 @@ class RevalidatedStaticFiles(StaticFiles):
         return response
 
 
-class _Hub(Connection, Protocol):
-    @property
-    def stream(self) -> StreamSettings: ...
-
-    @property
-    def settings(self) -> Settings: ...
-
-
-class StoredSymbols(broker_symbols.StoredSymbols):
-    """Transitional, for app.py: gateway.broker.symbols.StoredSymbols made from the Hub."""
-
-    def __init__(self, hub: _Hub) -> None:
-        super().__init__(hub, hub.stream)
-
-
-def page_routes(
-    stored: broker_symbols.StoredSymbols | _Hub, settings: Settings | None = None
-) -> list[BaseRoute]:
+def page_routes(stored: StoredSymbols, settings: Settings) -> list[BaseRoute]:
     """`GET /` (the page), `GET /symbols` (a sorted JSON list), `GET /page-config` (what
     the page needs to know about authentication), and `/static/*`.
 
     `/symbols` lists `stored`, and raises NatsUnavailableError (503) while NATS or the
     stream is unavailable.
     """
-    if not isinstance(stored, broker_symbols.StoredSymbols):  # transitional: app.py passes a Hub
-        settings = stored.settings
-        stored = StoredSymbols(stored)
-    assert settings is not None
     # Public, like the page itself: it tells a signed-out page where to renew its cookie.
     config = {"auth": settings.auth_enabled, "renewUrl": settings.auth_renew_url or None}
 

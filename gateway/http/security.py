@@ -153,7 +153,6 @@ class CorsPolicy:
 
 
 # Transitional: gateway/stocks.py's name for CorsPolicy.
-CorsHeaders = CorsPolicy
 
 
 def _origin_of(url: str) -> str | None:

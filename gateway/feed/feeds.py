@@ -1,0 +1,87 @@
+"""The process's live feeds: the live one, and a delayed one per distinct delay asked for,
+started on first use and stopped when nobody has read it for DELAYED_FEED_LINGER."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from gateway.errors import AtCapacityError, NatsUnavailableError
+from gateway.feed.framer import TickFramer
+from gateway.feed.live import LiveFeed
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DELAYED_FEED_LINGER = 60.0  # seconds a delayed feed nobody reads keeps following
+
+
+class LiveFeeds:
+    """`run()` keeps the feeds, each a task of its task group, until cancelled."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, framer: TickFramer) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._framer = framer
+        self.live: LiveFeed | None = None
+        self._delayed: dict[float, tuple[LiveFeed, asyncio.Task[None]]] = {}
+        self._start_delayed: asyncio.TaskGroup | None = None
+
+    async def run(self, nc: NATS, js: JetStreamContext) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            self._start_delayed = tasks
+            self.live = self._feed(nc, js, 0.0)
+            await self.live.run()  # until cancelled; the delayed feeds run beside it
+
+    def _feed(self, nc: NATS, js: JetStreamContext, delay: float) -> LiveFeed:
+        return LiveFeed(nc, js, self._settings, self._metrics, self._framer, delay)
+
+    @property
+    def following(self) -> bool:
+        return self.live is not None and self.live.running.is_set()
+
+    async def following_stream(self, incarnation: str, delay: float) -> LiveFeed:
+        """The feed of `delay` once it follows the stream of `incarnation`; raises
+        NatsUnavailableError when it does not within --nats-timeout."""
+        feed = self._delayed_feed(delay) if delay else self.live
+        if feed is None:
+            raise NatsUnavailableError("the live feed is starting")
+        try:
+            async with asyncio.timeout(self._settings.nats_timeout):
+                await feed.wait_following(incarnation)
+        except TimeoutError:
+            raise NatsUnavailableError("the live feed is not following the stream") from None
+        return feed
+
+    def _delayed_feed(self, delay: float) -> LiveFeed:
+        if (known := self._delayed.get(delay)) is not None:
+            return known[0]
+        live, tasks = self.live, self._start_delayed
+        if live is None or tasks is None:
+            raise NatsUnavailableError("the live feed is starting")
+        if len(self._delayed) >= self._settings.max_delays:
+            raise AtCapacityError(
+                f"this gateway serves {self._settings.max_delays} distinct delays already"
+            )
+        feed = self._feed(live.nc, live.js, delay)
+        self._delayed[delay] = feed, tasks.create_task(feed.run())
+        logger.info("delayed feed started", extra={"delay": delay})
+        return feed
+
+    def stop_idle(self, now: float) -> None:
+        """Stop the delayed feeds nobody has read for DELAYED_FEED_LINGER seconds."""
+        for delay, (feed, task) in list(self._delayed.items()):
+            if feed.idle_since(now) > DELAYED_FEED_LINGER:
+                del self._delayed[delay]
+                task.cancel()  # stopping it: nobody reads it
+                logger.info("delayed feed stopped", extra={"delay": delay})
+
+    def repull(self) -> None:
+        """After a reconnect: pull requests in flight were lost."""
+        for feed in [self.live, *(feed for feed, _ in self._delayed.values())]:
+            if feed is not None:
+                feed.repull()
