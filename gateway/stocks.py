@@ -54,7 +54,8 @@ class StocksEndpoint:
         query = parse_query(request.query_params, request.headers, self._settings.max_symbols)
         if grant is not None:
             symbols = await allowed_symbols(query.symbols, grant, self._stored)
-            query = dataclasses.replace(query, symbols=symbols)
+            delivery = query.delivery.at_least(grant.floor)
+            query = dataclasses.replace(query, symbols=symbols, delivery=delivery)
         address = request.client.host if request.client else "unknown"
         return PriceStream(self.hub, query, address, grant, headers)
 

@@ -13,10 +13,10 @@ import time
 from starlette.responses import Response
 
 from gateway.auth.grants import Grant
+from gateway.delivery import Delivery
 from gateway.errors import GatewayError, StreamEndedError
 from gateway.feed import sse
 from gateway.feed.client import ClientFeed
-from gateway.feed.delivery import Delivery
 from gateway.feed.splice import CLIENT_CLOSED, ORDERLY_ENDS, SLOW_CLIENT, TOKEN_EXPIRED
 from gateway.http.problems import problem_for
 from gateway.http.query import StreamQuery

@@ -26,7 +26,13 @@ OURS = ("contracts", "gateway", "publisher")
 HERE = Path(__file__).name
 MAX_MODULE_LINES = 300
 
-FOUNDATIONS = ("gateway.settings", "gateway.errors", "gateway.metrics", "gateway.wakeup")
+FOUNDATIONS = (
+    "gateway.settings",
+    "gateway.errors",
+    "gateway.metrics",
+    "gateway.wakeup",
+    "gateway.delivery",
+)
 TOP = (
     "gateway",
     "gateway.hub",

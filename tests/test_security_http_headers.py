@@ -187,7 +187,8 @@ async def test_a_listed_origin_reads_the_stream_with_credentials(
         assert headers["access-control-allow-origin"] == LISTED
         assert headers["access-control-allow-credentials"] == "true"
         assert "origin" in headers["vary"].lower()
-        assert "access-control-expose-headers" not in headers
+        # Only what a page may need: the effective conflation and delay.
+        assert headers["access-control-expose-headers"] == "Price-Conflate, Price-Delay"
         await publish(js, "AAPL", "189.230000")
         assert (await stream.next_event()).json()["price"] == 189.23
 

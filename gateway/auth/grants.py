@@ -7,11 +7,12 @@ the symbols of a request.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from contracts.errors import ContractError
 from contracts.symbols import SYMBOL_PATTERN, normalize_symbol
+from gateway.delivery import CONFLATE, DELAY, EXACT, Delivery, whole
 
 MAX_ENTRIES = 10_000
 
@@ -28,6 +29,7 @@ class Grant:
     symbols: frozenset[str]
     prefixes: tuple[str, ...]  # "" matches every symbol
     expires_at: float
+    floor: Delivery = EXACT  # the least conflation and delay its streams get
 
     @property
     def everything(self) -> bool:
@@ -73,6 +75,17 @@ def parse_grant(subject: str, claim: object, expires_at: float) -> Grant:
                     f"symbols claim entry {entry!r} is neither a symbol nor a pattern"
                 ) from None
     return Grant(subject, frozenset(symbols), tuple(sorted(prefixes)), expires_at)
+
+
+def parse_floor(claims: Mapping[str, object]) -> Delivery:
+    """The `conflate` (ms) and `delay` (s) claims, floors for every stream of the token."""
+    try:
+        return Delivery(
+            whole("conflate", claims.get("conflate", 0), CONFLATE),
+            whole("delay", claims.get("delay", 0), DELAY),
+        )
+    except ValueError as exc:
+        raise InvalidGrantError(f"claim {exc}") from None
 
 
 def _prefix(entry: str) -> str:

@@ -8,6 +8,7 @@ ES256 for a public key), so `alg: none` and HS256-signed-with-the-public-key tok
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.datastructures import Headers
 
-from gateway.auth.grants import Grant, InvalidGrantError, parse_grant
+from gateway.auth.grants import Grant, InvalidGrantError, parse_floor, parse_grant
 from gateway.auth.keys import JwksFile, load_public_key
 from gateway.errors import UnauthorizedError
 from gateway.settings import Settings
@@ -56,9 +57,10 @@ class Authenticator:
         token = self._token(headers, cookies)
         claims = self._verify(token)
         try:
-            return parse_grant(
+            grant = parse_grant(
                 str(claims.get("sub", "")), claims.get("symbols"), float(claims["exp"])
             )
+            return dataclasses.replace(grant, floor=parse_floor(claims))
         except InvalidGrantError as exc:
             raise UnauthorizedError(str(exc), invalid_token=True) from None
 

@@ -10,8 +10,8 @@ from starlette.datastructures import Headers, QueryParams
 from contracts.errors import ContractError
 from contracts.event_ids import EventPosition, parse_event_id
 from contracts.symbols import parse_symbols
+from gateway.delivery import CONFLATE, DELAY, EXACT, Delivery, whole
 from gateway.errors import BadRequestError
-from gateway.feed.delivery import CONFLATE_RANGE, DELAY_RANGE, EXACT, Delivery
 
 # Names under which clients commonly put a token in a URL: refused, not ignored.
 TOKEN_PARAMETERS = frozenset({"access_token", "token", "jwt", "id_token"})
@@ -46,28 +46,17 @@ def parse_query(query: QueryParams, headers: Headers, max_symbols: int) -> Strea
         position = parse_event_id(raw_id) if raw_id else None
     except ContractError as exc:
         raise BadRequestError(str(exc)) from None
-    delivery = Delivery(
-        _whole(query, "conflate", 1000, CONFLATE_RANGE, "milliseconds"),
-        _whole(query, "delay", 1, DELAY_RANGE, "seconds"),
-    )
-    return StreamQuery(symbols, position, delivery)
+    return StreamQuery(symbols, position, _delivery(query))
 
 
-def _whole(
-    query: QueryParams, name: str, per_second: int, bounds: tuple[float, float], unit: str
-) -> float:
-    """Parameter `name`, a whole number of `unit`s (per_second to a second): 0 or within
-    `bounds` (seconds); in seconds. Absent: 0."""
-    values = query.getlist(name)
-    if not values:
-        return 0.0
-    low, high = (round(bound * per_second) for bound in bounds)
-    if len(values) > 1:
-        raise BadRequestError(f"{name} given {len(values)} times; give it once")
-    value = values[0]
-    if not (value.isascii() and value.isdigit()) or len(value) > 9:
-        raise BadRequestError(f"{name}={value!r} is not a whole number of {unit}")
-    number = int(value)
-    if number and not low <= number <= high:
-        raise BadRequestError(f"{name}={number} is out of range: 0, or {low}-{high} {unit}")
-    return number / per_second
+def _delivery(query: QueryParams) -> Delivery:
+    seconds = []
+    for name, scale in (("conflate", CONFLATE), ("delay", DELAY)):
+        values = query.getlist(name)
+        if len(values) > 1:
+            raise BadRequestError(f"{name} given {len(values)} times; give it once")
+        try:
+            seconds.append(whole(name, values[0], scale) if values else 0.0)
+        except ValueError as exc:
+            raise BadRequestError(str(exc)) from None
+    return Delivery(*seconds)

@@ -25,6 +25,9 @@ from gateway.settings import Settings
 PREFLIGHT_MAX_AGE = 600
 # The only request headers the client library sets beyond the CORS-safelisted ones.
 CORS_REQUEST_HEADERS = ("Authorization", "Last-Event-ID")
+# The answer headers a cross-origin page may read: a stream's effective delivery.
+CORS_EXPOSED_HEADERS = ("Price-Conflate", "Price-Delay")
+_EXPOSED = ", ".join(CORS_EXPOSED_HEADERS).encode()
 # Powerful features the page never uses; a script injected into it cannot ask for them.
 PERMISSIONS_POLICY = (
     "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
@@ -130,6 +133,7 @@ class CorsPolicy:
                 allow_credentials=self.credentials,
                 allow_methods=["GET"],
                 allow_headers=CORS_REQUEST_HEADERS,
+                expose_headers=CORS_EXPOSED_HEADERS,
                 max_age=PREFLIGHT_MAX_AGE,
             )
         ]
@@ -145,14 +149,12 @@ class CorsPolicy:
                 headers.append((b"access-control-allow-origin", b"*"))
             if self.credentials:
                 headers.append((b"access-control-allow-credentials", b"true"))
+            headers.append((b"access-control-expose-headers", _EXPOSED))
             if (raw := origin.encode("latin-1")) in self._listed:
                 headers.append((b"access-control-allow-origin", raw))
         # The answer depends on the Origin: caches must keep one per origin.
         headers.append((b"vary", b"Origin"))
         return headers
-
-
-# Transitional: gateway/stocks.py's name for CorsPolicy.
 
 
 def _origin_of(url: str) -> str | None:
