@@ -55,7 +55,7 @@ class Hub:
         self.feeds = LiveFeeds(settings, self.metrics, self.framer)
         self.draining = asyncio.Event()
         self._forced = asyncio.Event()  # a second signal: end everything now
-        self._feeds: dict[str, ClientFeed] = {}
+        self._clients: dict[str, ClientFeed] = {}  # open streams by client id
         self._per_address: Counter[str] = Counter()  # streams by client address
         self._open_streams = 0  # attached or attaching
         self._client_numbers = itertools.count(1)
@@ -106,7 +106,7 @@ class Hub:
         while True:
             await asyncio.sleep(interval)
             now = loop.time()
-            for feed in list(self._feeds.values()):
+            for feed in list(self._clients.values()):
                 feed.heartbeat_due(now, heartbeat)
             self.feeds.stop_idle(now)
 
@@ -119,7 +119,7 @@ class Hub:
         # Pull requests do not survive a reconnect; ask again at once rather than waiting
         # for the silence to show. A consumer lost with a restarted server then answers 503.
         self.feeds.repull()
-        for feed in list(self._feeds.values()):
+        for feed in list(self._clients.values()):
             feed.repull()
 
     @property
@@ -131,7 +131,7 @@ class Hub:
         so their reconnects (by Last-Event-ID, to other replicas) do not arrive all at once.
         `force()` ends it early."""
         self.draining.set()
-        feeds = list(self._feeds.values())
+        feeds = list(self._clients.values())
         random.shuffle(feeds)
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -158,7 +158,7 @@ class Hub:
         self._end_all()
 
     def _end_all(self) -> None:
-        for feed in list(self._feeds.values()):
+        for feed in list(self._clients.values()):
             feed.stop(DRAINING)
 
     def _subjects(self, query: StreamQuery) -> tuple[str, ...]:
@@ -197,13 +197,13 @@ class Hub:
         self._quiet.clear()  # no attach passes _admit once draining, so never forced here
         try:
             async with await self._feed_for(query) as feed:
-                self._feeds[feed.client_id] = feed
+                self._clients[feed.client_id] = feed
                 try:
                     if self.draining.is_set():
                         feed.stop(DRAINING)
                     yield feed
                 finally:
-                    del self._feeds[feed.client_id]
+                    del self._clients[feed.client_id]
         finally:
             self._open_streams -= 1
             self._per_address[address] -= 1
