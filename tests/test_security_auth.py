@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,20 +102,25 @@ async def test_without_a_token_stocks_and_symbols_are_401_but_health_and_page_ar
     assert 'gateway_errors_total{kind="unauthorized"} 2.0' in metrics
 
 
+# Made when the test runs, not when the module is collected: a token minted at import
+# expires while a long suite runs, and every case would then read "expired".
 @pytest.mark.parametrize(
-    ("token", "reason"),
+    ("make_token", "reason"),
     [
-        (mint() + "x", "Signature verification failed"),
-        (mint(iss="https://evil.example/"), "Invalid issuer"),
-        (mint(aud="another-service"), "Audience doesn't match"),
-        (mint(expires_in=-120), "Signature has expired"),
-        (mint(nbf=time.time() + 600), "not yet valid"),
-        (mint(key="another-secret-that-is-also-32-bytes-long"), "Signature verification"),
-        (jwt.encode({k: v for k, v in claims().items() if k != "exp"}, SECRET), '"exp"'),
-        (unsigned(claims()), "alg"),
-        ("not.a.jwt", "invalid token"),
-        (mint(symbols=42), "symbols claim"),
-        (mint(symbols=["AAPL", "A*B*"]), "cannot match"),
+        (lambda: mint() + "x", "Signature verification failed"),
+        (lambda: mint(iss="https://evil.example/"), "Invalid issuer"),
+        (lambda: mint(aud="another-service"), "Audience doesn't match"),
+        (lambda: mint(expires_in=-120), "Signature has expired"),
+        (lambda: mint(nbf=time.time() + 600), "not yet valid"),
+        (lambda: mint(key="another-secret-that-is-also-32-bytes-long"), "Signature verification"),
+        (
+            lambda: jwt.encode({k: v for k, v in claims().items() if k != "exp"}, SECRET),
+            '"exp"',
+        ),
+        (lambda: unsigned(claims()), "alg"),
+        (lambda: "not.a.jwt", "invalid token"),
+        (lambda: mint(symbols=42), "symbols claim"),
+        (lambda: mint(symbols=["AAPL", "A*B*"]), "cannot match"),
     ],
     ids=[
         "tampered-signature",
@@ -131,8 +137,9 @@ async def test_without_a_token_stocks_and_symbols_are_401_but_health_and_page_ar
     ],
 )
 async def test_a_token_that_does_not_verify_is_401_saying_why(
-    secured: RunningGateway, token: str, reason: str
+    secured: RunningGateway, make_token: Callable[[], str], reason: str
 ) -> None:
+    token = make_token()
     for headers, cookies in ((bearer(token), None), (None, {"price_token": token})):
         response = await get(secured, params={"symbols": "AAPL"}, headers=headers, cookies=cookies)
         assert_problem(response, 401, reason)
