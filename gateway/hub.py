@@ -26,6 +26,7 @@ from contracts.symbols import all_subjects, subject_for
 from gateway.broker.connection import close, connect, ensure_stream_until_done, wait_for_stream
 from gateway.broker.consumer import ConsumerSpec, PullConsumer
 from gateway.broker.streams import stream_info
+from gateway.delivery import EXACT
 from gateway.errors import AtCapacityError, NatsUnavailableError
 from gateway.feed.catch_up import CatchUp
 from gateway.feed.client import ClientFeed
@@ -94,8 +95,7 @@ class Hub:
         logger.info("gateway connected", extra={"gateway": self.settings.gateway_id})
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._sweep())
-            if self.settings.shared_feed:
-                tasks.create_task(self.feeds.run(nc, self.js))
+            self.feeds.serve_in(tasks, nc, self.js, follow=self.settings.shared_feed)
 
     async def _sweep(self) -> None:
         """Wake the live clients due a heartbeat, once a second (or per half heartbeat)."""
@@ -223,7 +223,7 @@ class Hub:
         start = await resolve_start(js, info, query.position, wanted)
         delivery = query.delivery
         live = None
-        if settings.shared_feed:
+        if settings.shared_feed or delivery != EXACT:
             live = await self.feeds.following_stream(start.incarnation, delivery.delay)
         outbox: Policy | None = None
         if live is not None and delivery.conflate:

@@ -21,7 +21,7 @@ DELAYED_FEED_LINGER = 60.0  # seconds a delayed feed nobody reads keeps followin
 
 
 class LiveFeeds:
-    """`run()` keeps the feeds, each a task of its task group, until cancelled."""
+    """`serve_in(tasks, ...)` keeps the feeds, each a task of `tasks`, until cancelled."""
 
     def __init__(self, settings: Settings, metrics: Metrics, framer: TickFramer) -> None:
         self._settings = settings
@@ -29,13 +29,24 @@ class LiveFeeds:
         self._framer = framer
         self.live: LiveFeed | None = None
         self._delayed: dict[float, tuple[LiveFeed, asyncio.Task[None]]] = {}
-        self._start_delayed: asyncio.TaskGroup | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._connection: tuple[NATS, JetStreamContext] | None = None
 
-    async def run(self, nc: NATS, js: JetStreamContext) -> None:
-        async with asyncio.TaskGroup() as tasks:
-            self._start_delayed = tasks
-            self.live = self._feed(nc, js, 0.0)
-            await self.live.run()  # until cancelled; the delayed feeds run beside it
+    def serve_in(
+        self, tasks: asyncio.TaskGroup, nc: NATS, js: JetStreamContext, *, follow: bool
+    ) -> None:
+        """Run the feeds in `tasks`: the live one from now on with `follow`, else from the
+        first stream that needs it (a conflated or delayed one, with --shared-feed=false:
+        a consumer of a client's own would send it every tick at once)."""
+        self._tasks, self._connection = tasks, (nc, js)
+        if follow:
+            self._start_live()
+
+    def _start_live(self) -> LiveFeed | None:
+        if self.live is None and self._tasks is not None and self._connection is not None:
+            self.live = self._feed(*self._connection, 0.0)
+            self._tasks.create_task(self.live.run())
+        return self.live
 
     def _feed(self, nc: NATS, js: JetStreamContext, delay: float) -> LiveFeed:
         return LiveFeed(nc, js, self._settings, self._metrics, self._framer, delay)
@@ -47,7 +58,7 @@ class LiveFeeds:
     async def following_stream(self, incarnation: str, delay: float) -> LiveFeed:
         """The feed of `delay` once it follows the stream of `incarnation`; raises
         NatsUnavailableError when it does not within --nats-timeout."""
-        feed = self._delayed_feed(delay) if delay else self.live
+        feed = self._delayed_feed(delay) if delay else self._start_live()
         if feed is None:
             raise NatsUnavailableError("the live feed is starting")
         try:
@@ -60,14 +71,14 @@ class LiveFeeds:
     def _delayed_feed(self, delay: float) -> LiveFeed:
         if (known := self._delayed.get(delay)) is not None:
             return known[0]
-        live, tasks = self.live, self._start_delayed
-        if live is None or tasks is None:
+        tasks, connection = self._tasks, self._connection
+        if tasks is None or connection is None:
             raise NatsUnavailableError("the live feed is starting")
         if len(self._delayed) >= self._settings.max_delays:
             raise AtCapacityError(
                 f"this gateway serves {self._settings.max_delays} distinct delays already"
             )
-        feed = self._feed(live.nc, live.js, delay)
+        feed = self._feed(*connection, delay)
         self._delayed[delay] = feed, tasks.create_task(feed.run())
         logger.info("delayed feed started", extra={"delay": delay})
         return feed
