@@ -70,6 +70,9 @@ class GatewayApp(Starlette):
 
     def __init__(self, stocks: StocksEndpoint, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # No redirects: Starlette would answer /stocks/ with a 307 to http://<Host header>/
+        # stocks, a Location built from what the client sent. Unknown paths are 404s.
+        self.router.redirect_slashes = False
         self.stocks = stocks
         self.hub = stocks.hub
         stocks.app = self
