@@ -193,7 +193,9 @@ class LiveFeed:
             filter_subjects=(all_subjects(self._settings.subject_prefix),),
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             start_sequence=self.position + 1,
-            inactive_threshold=self._settings.inactive_threshold,
+            # A delayed feed may wait up to `delay` for a message to fall due, pulling
+            # nothing meanwhile (JetStream keeps what is not due): not inactive then.
+            inactive_threshold=self._settings.inactive_threshold + self.delay,
         )
         prefix = f"{incarnation}-".encode()
         async with PullConsumer(
