@@ -16,7 +16,7 @@ from gateway.broker.symbols import StoredSymbols
 from gateway.errors import GatewayError
 from gateway.http.connection import SseConnection
 from gateway.http.problems import ErrorAnswers
-from gateway.http.query import parse_query
+from gateway.http.query import parse_query, refuse_token_parameters
 from gateway.http.security import CorsPolicy, security_headers
 from gateway.http.sink import AsgiSink, Headers, Sink
 from gateway.hub import Hub
@@ -47,10 +47,12 @@ class StocksEndpoint:
     async def _stream_for(self, request: Request, headers: Headers = ()) -> PriceStream:
         """The stream of a /stocks request; `headers` go on its answers (the security and
         CORS headers, which the middleware adds on the Starlette route)."""
-        # Who first, then what: an unauthenticated caller learns nothing about the query.
+        # A token in the URL first (it is refused whatever it is worth); then who, then
+        # what: an unauthenticated caller learns nothing about the query.
+        refuse_token_parameters(request.query_params)
         grant = None
         if self._authenticator is not None:
-            grant = self._authenticator.authenticate(request.headers, request.cookies)
+            grant = self._authenticator.authenticate(request.headers)
         query = parse_query(request.query_params, request.headers, self._settings.max_symbols)
         if grant is not None:
             symbols = await allowed_symbols(query.symbols, grant, self._stored)

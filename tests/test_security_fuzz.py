@@ -230,7 +230,7 @@ def _status_by_contract(path: str, request: httpx.Request, target: Target, grant
         return 200
     # Decoded as Starlette does: latin-1 bytes, then percent-decoding as UTF-8.
     query = parse_qsl(request.url.query.decode("latin-1"), keep_blank_values=True)
-    if TOKEN_PARAMETERS & {name for name, _ in query}:
+    if TOKEN_PARAMETERS & {name.lower() for name, _ in query}:  # in any letter case
         return 400
     pieces = [p.strip().upper() for k, v in query if k == "symbols" for p in v.split(",")]
     if len(set(pieces)) > target.max_symbols or not all(map(SYMBOL_PATTERN.fullmatch, pieces)):

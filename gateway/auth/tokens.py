@@ -2,6 +2,10 @@
 
 A token comes from `Authorization: Bearer` or from the HttpOnly cookie named by
 --auth-cookie; never from the query string, which ends up in proxy and access logs.
+When a request repeats either, the first one counts, for both alike: for the header that
+is what every proxy that reads it sees, and for the cookie it is the one RFC 6265 has
+browsers send first (the most specific path, then the oldest), not one a script or a
+sibling site appended later.
 Verification pins the algorithm to the key (HS256 for the shared secret, RS256 or
 ES256 for a public key), so `alg: none` and HS256-signed-with-the-public-key tokens fail.
 """
@@ -16,6 +20,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 
 from gateway.auth.grants import Grant, InvalidGrantError, parse_floor, parse_grant
 from gateway.auth.keys import JwksFile, load_public_key
@@ -52,9 +57,9 @@ class Authenticator:
             return cls(settings)
         return None
 
-    def authenticate(self, headers: Headers, cookies: dict[str, str]) -> Grant:
+    def authenticate(self, headers: Headers) -> Grant:
         """The grant of the request's token; raises UnauthorizedError saying why not."""
-        token = self._token(headers, cookies)
+        token = self._token(headers)
         claims = self._verify(token)
         try:
             grant = parse_grant(
@@ -64,7 +69,7 @@ class Authenticator:
         except InvalidGrantError as exc:
             raise UnauthorizedError(str(exc), invalid_token=True) from None
 
-    def _token(self, headers: Headers, cookies: dict[str, str]) -> str:
+    def _token(self, headers: Headers) -> str:
         authorization = headers.get("authorization")
         if authorization is not None:
             scheme, _, token = authorization.partition(" ")
@@ -73,7 +78,7 @@ class Authenticator:
                     "the Authorization header must be 'Bearer <token>'", invalid_token=True
                 )
             return token.strip()
-        cookie = cookies.get(self.cookie)
+        cookie = first_cookie(headers, self.cookie)
         if not cookie:
             raise UnauthorizedError(
                 f"a token is required: send Authorization: Bearer or the {self.cookie} cookie"
@@ -109,3 +114,13 @@ class Authenticator:
             return self._public_key, [algorithm]
         assert self._jwks is not None
         return self._jwks.key_for(jwt.get_unverified_header(token).get("kid"))
+
+
+def first_cookie(headers: Headers, name: str) -> str | None:
+    """The first cookie called `name` in the request's Cookie headers (Starlette's own
+    parse keeps the last one, and reads the first Cookie header only)."""
+    for header in headers.getlist("cookie"):
+        for pair in header.split(";"):
+            if pair.partition("=")[0].strip() == name:
+                return cookie_parser(pair).get(name)
+    return None

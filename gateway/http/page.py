@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from gateway.broker.symbols import StoredSymbols
+from gateway.http.query import refuse_token_parameters
 from gateway.settings import Settings
 
 STATIC_DIR = Path(__file__).parent.parent / "static"
@@ -54,9 +55,10 @@ def page_routes(stored: StoredSymbols, settings: Settings) -> list[BaseRoute]:
 
     async def symbols(request: Request) -> Response:
         # With authentication on, a user sees the symbols their token allows (app.py).
+        refuse_token_parameters(request.query_params)
         grant = None
         if (authenticator := request.app.state.authenticator) is not None:
-            grant = authenticator.authenticate(request.headers, request.cookies)
+            grant = authenticator.authenticate(request.headers)
         listed = await stored.get()
         if grant is not None:
             listed = [symbol for symbol in listed if grant.allows(symbol)]

@@ -26,13 +26,20 @@ class StreamQuery:
     delivery: Delivery = EXACT
 
 
-def parse_query(query: QueryParams, headers: Headers, max_symbols: int) -> StreamQuery:
-    """Validate the whole request before the first byte; raise BadRequestError naming the value."""
-    if found := sorted(TOKEN_PARAMETERS.intersection(query)):
+def refuse_token_parameters(query: QueryParams) -> None:
+    """Raise BadRequestError for a token parameter, in any letter case. Checked before
+    authentication: the token in the URL is already in a log, whether or not it is valid,
+    and the client must learn that rather than what the token was worth."""
+    if found := sorted(name for name in query if name.lower() in TOKEN_PARAMETERS):
         raise BadRequestError(
             f"query parameter {found[0]!r}: tokens are not accepted in the query string, where "
             "they end up in logs; send 'Authorization: Bearer' or the cookie"
         )
+
+
+def parse_query(query: QueryParams, headers: Headers, max_symbols: int) -> StreamQuery:
+    """Validate the whole request before the first byte; raise BadRequestError naming the value."""
+    refuse_token_parameters(query)
     # Comma-separated, repeatable, case-insensitive; duplicates collapse; none means all.
     # An empty item is refused: in a URL it is more likely a bug than a trailing comma.
     values = query.getlist("symbols")
