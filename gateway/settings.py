@@ -84,6 +84,9 @@ class Settings(CommonSettings):
     auth_issuer: str = setting("", "the JWT iss every token must carry (required with auth)")
     auth_audience: str = setting("", "the JWT aud every token must carry (required with auth)")
     auth_leeway: float = setting(30.0, "seconds of clock skew allowed on exp, nbf and iat")
+    auth_max_token_lifetime: float = setting(
+        86_400.0, "seconds a token may live (exp - iat); a longer-lived one is refused"
+    )
     auth_cookie: str = setting("price_token", "name of the HttpOnly cookie that may carry the JWT")
     auth_renew_url: str = setting(
         "", "URL the page POSTs to (with cookies) to renew an expired token (empty: none)"
@@ -138,6 +141,7 @@ class Settings(CommonSettings):
             "--auth-issuer and --auth-audience are required when tokens are checked",
         )
         require(0 <= self.auth_leeway <= 300, "--auth-leeway must be 0-300 seconds")
+        require(self.auth_max_token_lifetime > 0, "--auth-max-token-lifetime must be > 0")
         # The key files are read where the authenticator is built, which __main__ does
         # before serving: a bad one still stops the start with one line.
         require(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ logger = logging.getLogger(__name__)
 
 HMAC_ALGORITHMS = ["HS256"]
 MAX_TOKEN_BYTES = 8 * 1024
-REQUIRED_CLAIMS = ["exp", "iss", "aud"]
+REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
+DATE_CLAIMS = ("exp", "iat", "nbf")
 
 
 class Authenticator:
@@ -41,6 +43,7 @@ class Authenticator:
         self.issuer = settings.auth_issuer
         self.audience = settings.auth_audience
         self.leeway = settings.auth_leeway
+        self.max_lifetime = settings.auth_max_token_lifetime
         self.cookie = settings.auth_cookie
         self._secret = settings.auth_jwt_secret
         self._public_key = load_public_key(settings.auth_public_key_file)
@@ -61,10 +64,9 @@ class Authenticator:
         """The grant of the request's token; raises UnauthorizedError saying why not."""
         token = self._token(headers)
         claims = self._verify(token)
+        expires = self._check_dates(claims)
         try:
-            grant = parse_grant(
-                str(claims.get("sub", "")), claims.get("symbols"), float(claims["exp"])
-            )
+            grant = parse_grant(str(claims["sub"]), claims.get("symbols"), expires)
             return dataclasses.replace(grant, floor=parse_floor(claims))
         except InvalidGrantError as exc:
             raise UnauthorizedError(str(exc), invalid_token=True) from None
@@ -101,10 +103,37 @@ class Authenticator:
                 leeway=self.leeway,
                 options={"require": REQUIRED_CLAIMS},
             )
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, OverflowError, ValueError) as exc:
+            # PyJWT converts dates with int(): an infinite or huge one can raise out of it.
             logger.info("token refused", extra={"error": str(exc)})
             raise UnauthorizedError(f"invalid token: {exc}", invalid_token=True) from None
         return claims
+
+    def _check_dates(self, claims: dict[str, Any]) -> float:
+        """`exp`, `iat` and `nbf` as JSON numbers a float holds (PyJWT takes "123" and true
+        too), and a lifetime within bounds; the expiry, or UnauthorizedError."""
+        dates: dict[str, float] = {}
+        for name in DATE_CLAIMS:
+            value = claims.get(name)
+            if value is None and name == "nbf":
+                continue
+            try:
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ValueError
+                dates[name] = float(value)  # OverflowError past 1.8e308
+                if not math.isfinite(dates[name]):
+                    raise ValueError
+            except (ValueError, OverflowError):
+                raise UnauthorizedError(
+                    f"invalid token: the {name} claim must be a number of seconds",
+                    invalid_token=True,
+                ) from None
+        if dates["exp"] - dates["iat"] > self.max_lifetime:
+            raise UnauthorizedError(
+                f"invalid token: its lifetime (exp - iat) exceeds {self.max_lifetime:g} s",
+                invalid_token=True,
+            )
+        return dates["exp"]
 
     def _key_for(self, token: str) -> tuple[Any, list[str]]:
         if self._secret:
