@@ -1,5 +1,5 @@
-// The live price page: wires the picker, the table and the status badge to one
-// subscription, and keeps the chosen symbols in the page URL (?symbols=AAPL,MSFT).
+// The live price page: wires the picker, the rate choice, the table and the status badge
+// to one subscription, and keeps the choices in the page URL (?symbols=AAPL,MSFT&conflate=250).
 
 import { ConnectionStatus } from "./status.js";
 import { SymbolPicker } from "./picker.js";
@@ -7,6 +7,7 @@ import { PriceTable } from "./table.js";
 import { SYMBOL_PATTERN, subscribe } from "./price-client.js";
 
 const RECORD_LIMIT = 10000;
+const RATES = [0, 250, 1000]; // conflate (ms) on offer: every tick, 4 a second, 1 a second
 const $ = (id) => document.getElementById(id);
 
 // What the page showed, for tests and for a developer's console: every tick once, in order.
@@ -27,14 +28,54 @@ function symbolsFromUrl() {
   };
 }
 
-function keepInUrl(symbols) {
+/** The rate chosen in the URL (?conflate=250), if it is one on offer; else every tick. */
+function rateFromUrl() {
+  const rate = Number(new URL(location.href).searchParams.get("conflate") ?? 0);
+  return RATES.includes(rate) ? rate : 0;
+}
+
+function keepInUrl({ symbols, rate }) {
   const url = new URL(location.href);
   url.searchParams.delete("symbols");
+  url.searchParams.delete("conflate");
   // Built by hand: URLSearchParams would write the commas as %2C.
   const rest = url.searchParams.toString();
-  const query = [symbols.length ? `symbols=${symbols.join(",")}` : "", rest].filter(Boolean);
+  const query = [
+    symbols.length ? `symbols=${symbols.join(",")}` : "",
+    rate ? `conflate=${rate}` : "",
+    rest,
+  ].filter(Boolean);
   url.search = query.join("&");
   history.replaceState(null, "", url);
+}
+
+/** "4 a second", "1 a second", "1 every 2 s": a conflation interval (ms) for people. */
+function rateText(ms) {
+  if (!ms) return "every tick";
+  if (1000 % ms === 0) return `${1000 / ms} a second`;
+  return `1 every ${ms % 1000 ? `${ms} ms` : `${ms / 1000} s`}`;
+}
+
+/** "delayed 15 min", "delayed 30 s", "delayed 1 h": the gateway's Price-Delay (s). */
+function delayText(seconds) {
+  if (seconds < 60) return `delayed ${seconds} s`;
+  if (seconds % 3600 === 0) return `delayed ${seconds / 3600} h`;
+  const rest = seconds % 60;
+  return `delayed ${Math.floor(seconds / 60)} min${rest ? ` ${rest} s` : ""}`;
+}
+
+/** What the gateway applies (state.delivery): the delay badge, and a note when a floor
+ * of the user's token makes the updates slower than chosen. */
+function showDelivery(delivery, chosenRate) {
+  const badge = $("delay-badge");
+  const delay = delivery?.delay ?? 0;
+  const text = delay ? delayText(delay) : "";
+  badge.hidden = delay === 0;
+  badge.textContent = text;
+  badge.title = text && `Prices are shown ${text.replace("delayed ", "")} after they were stored`;
+  const conflate = delivery?.conflate ?? chosenRate;
+  $("rate-note").textContent =
+    conflate > chosenRate ? `Your access allows at most ${rateText(conflate)} per symbol.` : "";
 }
 
 /** What the gateway says about authentication: {auth, renewUrl}; no auth if unknown. */
@@ -108,14 +149,19 @@ function main() {
   if (invalid.length) picker.showError(`Ignored from the address: ${invalid.join(", ")}`);
   picker.set(valid);
   table.setSymbols(valid.length ? valid : null);
-  keepInUrl(valid);
+  const chosen = { symbols: valid, rate: rateFromUrl() };
+  keepInUrl(chosen);
+  const rates = $("rate");
+  for (const radio of rates.querySelectorAll("input")) {
+    radio.checked = Number(radio.value) === chosen.rate;
+  }
 
   // Not awaited: subscribing does not wait for it, only a renewal does.
   const config = loadPageConfig();
   const subscription = subscribe(
     valid,
     (tick) => {
-      record.push({ id: tick.id, symbol: tick.symbol, price: tick.price });
+      record.push({ id: tick.id, symbol: tick.symbol, price: tick.price, at: Date.now() });
       if (record.length > RECORD_LIMIT) record.splice(0, record.length - RECORD_LIMIT);
       status.heardNow();
       table.update(tick);
@@ -126,16 +172,26 @@ function main() {
       if (states.at(-1) !== state.state) states.push(state.state);
       if (states.length > 1000) states.shift();
       status.show(state);
+      if (state.delivery) showDelivery(state.delivery, chosen.rate);
     },
-    { renew: () => renewToken(config) },
+    { renew: () => renewToken(config), conflate: chosen.rate },
   );
   window.__subscription = subscription;
 
   function choose(symbols) {
-    keepInUrl(symbols);
+    chosen.symbols = symbols;
+    keepInUrl(chosen);
     table.setSymbols(symbols.length ? symbols : null);
     subscription.setSymbols(symbols);
   }
+
+  // A new rate: one new stream, resuming after the last tick shown.
+  rates.addEventListener("change", (event) => {
+    chosen.rate = Number(event.target.value);
+    keepInUrl(chosen);
+    subscription.setDelivery({ conflate: chosen.rate });
+    showDelivery(subscription.state.delivery, chosen.rate);
+  });
 
   loadKnownSymbols(picker);
   input.addEventListener("focus", () => loadKnownSymbols(picker));

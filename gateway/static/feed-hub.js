@@ -1,11 +1,12 @@
 // One PriceFeed shared by every subscription that talks to this hub over a MessagePort:
 // the tabs of a SharedWorker, or one tab's own subscriptions when SharedWorker is
-// missing. The feed streams the union of their symbols; each port gets the ticks its
-// subscriptions want, and a new subscription first gets the recent ticks already here.
+// missing. The feed streams the union of their symbols, with one delivery (every tick, or
+// conflated, or delayed: a hub per delivery); each port gets the ticks its subscriptions
+// want, and a new subscription first gets the recent ticks already here.
 
 import { PriceFeed } from "./feed.js";
 
-export const PROTOCOL = 2; // bump when the messages below change
+export const PROTOCOL = 3; // bump when the messages below change
 const HISTORY = 60; // ticks kept per symbol, replayed to a new subscription (sparklines)
 const COALESCE_MS = 30; // symbol changes this close together open one stream, not several
 // A hub left without subscriptions (say, the only tab reloading) keeps its position this
@@ -16,25 +17,27 @@ const KEEP_POSITION_MS = 30000;
 const ASK_TIMEOUT_MS = 15000;
 
 // Messages, tab -> hub:
-//   {type: "subscribe", sub, symbols: string[] | null, auth?: ("token" | "renew")[]}
+//   {type: "subscribe", sub, symbols: string[] | null, auth?: ("token" | "renew")[], after?}
 //                                                         add or change a subscription; auth
-//                                                         lists the hooks its page gave
+//                                                         lists the hooks its page gave; after:
+//                                                         the last id it saw on another hub
 //   {type: "answer", ask, value}                          a hook's result (token, or renewed)
 //   {type: "unsubscribe", sub}
 //   {type: "bye"}                                         the tab is going away
 //   {type: "lifetime", lock}                              a Web Lock the tab holds until it dies
 // hub -> tab:
 //   {type: "tick", tick, sub?}    for the tab's subscriptions that want tick.symbol (or just `sub`)
-//   {type: "state", state}
+//   {type: "state", state}        state.delivery: the gateway's effective {conflate, delay}
 //   {type: "ask", ask, hook: "token" | "renew"}   call that hook of one of the tab's subscriptions
 
 export class FeedHub {
-  constructor({ baseUrl, maxSymbols, credentials }) {
+  constructor({ baseUrl, maxSymbols, credentials, conflate = 0, delay = 0 }) {
     this.ports = new Map(); // port -> Map(sub -> Set of symbols | null for all)
     this.hooks = new Map(); // port -> Map(sub -> hooks its page gave: ["token", "renew"])
     this.asks = new Map(); // ask id -> resolve, until the tab answers
     this.nextAsk = 1;
-    this.history = new Map(); // symbol -> recent ticks, oldest first
+    this.history = new Map(); // symbol -> recent {tick, n}, oldest first
+    this.arrivals = 0; // n: the order ticks came in, across symbols
     this.wanted = null; // symbols streamed, or null for all
     this.timer = null;
     this.idleSince = null;
@@ -43,6 +46,8 @@ export class FeedHub {
       baseUrl,
       maxSymbols,
       credentials,
+      conflate,
+      delay,
       // Hooks are functions of a page: the feed (perhaps in a SharedWorker) asks a tab.
       auth: { token: () => this.ask("token"), renew: () => this.ask("renew") },
       onTick: (tick) => this.tick(tick),
@@ -76,10 +81,14 @@ export class FeedHub {
       this.expireIdle();
       const before = subs.get(message.sub);
       const wanted = message.symbols === null ? null : new Set(message.symbols);
+      const idle = this.wantedUnion() === undefined;
+      const moved = message.after && before === undefined;
       subs.set(message.sub, wanted);
       this.setHooks(port, message.sub, message.auth ?? []);
-      port.postMessage({ type: "state", state: this.state });
-      this.replay(port, message.sub, before, wanted);
+      if (moved && idle) this.startAfter(message.after);
+      port.postMessage({ type: "state", state: this.stateForNew() });
+      if (moved) this.replayAfter(port, message.sub, message.after);
+      else this.replay(port, message.sub, before, wanted);
       this.schedule();
     } else if (message.type === "unsubscribe") {
       subs.delete(message.sub);
@@ -120,12 +129,40 @@ export class FeedHub {
     });
   }
 
+  /** A subscription moved here from another delivery's hub, and nobody else streams
+   * here: start after the last id it saw, so the switch neither skips nor repeats a tick
+   * (what this hub kept from earlier would replay older prices). */
+  startAfter(after) {
+    this.feed.stop();
+    this.feed.forget();
+    this.feed.resumeAfter(after);
+    this.history.clear();
+  }
+
+  /** The state a new subscription starts with: a stopped feed is about to start again,
+   * so not "closed" in the meantime. */
+  stateForNew() {
+    if (this.state.state !== "closed") return this.state;
+    const { opened, lastEventId, delivery } = this.feed;
+    return { state: opened ? "reconnecting" : "connecting", lastEventId, delivery };
+  }
+
+  /** A subscription moved here while others stream: replay what came after `after` when
+   * this hub has seen it; otherwise it joins where the stream is (replaying older ticks
+   * could overwrite newer prices it already has). */
+  replayAfter(port, sub, after) {
+    const recent = [...this.history.values()].flat().sort((a, b) => a.n - b.n);
+    const at = recent.findIndex((entry) => entry.tick.id === after);
+    if (at < 0) return;
+    for (const { tick } of recent.slice(at + 1)) port.postMessage({ type: "tick", tick, sub });
+  }
+
   replay(port, sub, before, wanted) {
     const isNew = (symbol) => before === undefined || (before !== null && !before.has(symbol));
     const symbols = wanted === null ? [...this.history.keys()] : [...wanted];
     for (const symbol of symbols) {
       if (!isNew(symbol)) continue;
-      for (const tick of this.history.get(symbol) ?? []) {
+      for (const { tick } of this.history.get(symbol) ?? []) {
         port.postMessage({ type: "tick", tick, sub });
       }
     }
@@ -180,7 +217,7 @@ export class FeedHub {
     if (this.wanted && !this.wanted.has(tick.symbol)) return;
     let recent = this.history.get(tick.symbol);
     if (!recent) this.history.set(tick.symbol, (recent = []));
-    recent.push(tick);
+    recent.push({ tick, n: this.arrivals++ });
     if (recent.length > HISTORY) recent.shift();
     for (const [port, subs] of this.ports) {
       for (const wanted of subs.values()) {

@@ -15,6 +15,9 @@ const TOKEN_EXPIRED = "token expired";
 // Refused for who we are (401, 403): asking again soon gets the same answer, so retries
 // start slower and only a new token, a renewal or new symbols can change it.
 const REFUSED_RETRY_MS = 5000;
+// A 400 about the delivery asked for names the parameter first ("conflate=10 is out of
+// range: ..."): not the symbols' number, not the position.
+const DELIVERY_PROBLEM = /^(conflate|delay)\b/;
 
 /** Ids seen recently, bounded so a page left open all day does not grow. */
 export class SeenIds {
@@ -52,6 +55,19 @@ export function parseTick(event) {
   };
 }
 
+/** The delivery a stream's answer says applies, {conflate (ms), delay (s)}: from its
+ * Price-Conflate and Price-Delay headers. A gateway that sends neither has no delivery
+ * control: every tick at once if that is what was asked, else null (unknown). */
+function effectiveDelivery(headers, asked) {
+  const conflate = headers.get("Price-Conflate");
+  const delay = headers.get("Price-Delay");
+  if (conflate === null && delay === null) {
+    return asked.conflate || asked.delay ? null : { conflate: 0, delay: 0 };
+  }
+  const number = (text) => (text !== null && /^\d+$/.test(text.trim()) ? Number(text) : 0);
+  return { conflate: number(conflate), delay: number(delay) };
+}
+
 function retryAfterMs(header) {
   if (!header) return null;
   if (/^\d+$/.test(header.trim())) return Number(header) * 1000;
@@ -71,6 +87,8 @@ export class PriceFeed {
    *   stallMs?: number,
    *   maxDelayMs?: number,
    *   credentials?: RequestCredentials,
+   *   conflate?: number,
+   *   delay?: number,
    *   auth?: {
    *     token?: () => Promise<string | null>,
    *     renew?: () => Promise<boolean | null>,
@@ -85,6 +103,11 @@ export class PriceFeed {
     this.stallMs = options.stallMs ?? STALL_MS;
     this.maxDelayMs = options.maxDelayMs ?? MAX_DELAY_MS;
     this.credentials = options.credentials ?? "same-origin";
+    this.conflate = options.conflate ?? 0; // ms: at most one event per symbol per interval
+    this.delay = options.delay ?? 0; // s: ticks this long after the gateway stored them
+    // What the gateway applies (a token may impose more than asked), from the stream's
+    // Price-Conflate and Price-Delay answer headers; null until a stream opens.
+    this.delivery = null;
     this.auth = options.auth ?? {};
     this.refusal = null; // {state: "unauthorized" | "forbidden", detail} until a stream opens
     this.refusals = 0;
@@ -127,13 +150,20 @@ export class PriceFeed {
     this.opened = false;
   }
 
+  /** Start after `id` (seen on another stream of the same prices), if this feed has no
+   * position of its own: its first stream resumes there, with no gap and no repeat. */
+  resumeAfter(id) {
+    if (!id || this.lastEventId || this.opened) return;
+    this.lastEventId = id;
+  }
+
   restart(why) {
     this.controller?.abort(new Stopped(why));
     this.wake?.();
   }
 
   setState(state) {
-    this.current = { ...state, lastEventId: this.lastEventId };
+    this.current = { ...state, lastEventId: this.lastEventId, delivery: this.delivery };
     this.onState(this.current);
   }
 
@@ -145,6 +175,8 @@ export class PriceFeed {
       // Symbols are [A-Z0-9.-]: safe in a query as they are, commas kept readable.
       parts.push(`symbols=${this.symbols.join(",")}`);
     }
+    if (this.conflate) parts.push(`conflate=${this.conflate}`);
+    if (this.delay) parts.push(`delay=${this.delay}`);
     if (this.lastEventId) parts.push(`lastEventId=${encodeURIComponent(this.lastEventId)}`);
     url.search = parts.join("&");
     return url;
@@ -232,6 +264,8 @@ export class PriceFeed {
       this.refusal = null;
       this.refusals = 0;
       this.renewed = false;
+      const asked = { conflate: this.conflate, delay: this.delay };
+      this.delivery = effectiveDelivery(response.headers, asked);
       this.heardAt = Date.now();
       this.setState({ state: "live", heardAt: this.heardAt });
       const parser = new SSEParser({
@@ -314,6 +348,10 @@ export class PriceFeed {
       // token can change that, so retry, slowly.
       this.refusal = { state: "forbidden", detail };
       return this.refusedBackoff();
+    }
+    if (response.status === 400 && DELIVERY_PROBLEM.test(detail)) {
+      this.setState({ state: "error", detail });
+      return Infinity; // a conflate or delay this gateway refuses: asking again will not help
     }
     if (response.status === 400) {
       const asked = this.symbols && this.symbols.length <= this.maxSymbols;

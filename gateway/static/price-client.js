@@ -3,16 +3,18 @@
 //   import { subscribe } from "/static/price-client.js";
 //   const sub = subscribe(["AAPL", "BRK.B"], (tick) => show(tick), (state) => status(state));
 //   sub.setSymbols(["AAPL", "MSFT"]);   // one new stream, resuming after the last id seen
+//   sub.setDelivery({ conflate: 1000 }); // at most one tick per symbol a second, no gap
 //   sub.close();
 //
 // tick:  {id, symbol, price, timestamp, source, data}. `price` is the exact text sent
 //        ("189.230000"); `data` is the parsed event, extra fields included.
-// state: {state, lastEventId, reason?, detail?, retryAt?, heardAt?, shared}, where state is
-//        "connecting" | "live" | "reconnecting" | "reset" | "error" | "unauthorized" |
+// state: {state, lastEventId, delivery, reason?, detail?, retryAt?, heardAt?, shared}, where
+//        state is "connecting" | "live" | "reconnecting" | "reset" | "error" | "unauthorized" |
 //        "forbidden" | "closed". A "reset" carries the gateway's reason: the position was
 //        lost and prices start again from the latest stored ones. "unauthorized" (no valid
 //        token, not renewed) and "forbidden" (a symbol the token does not allow) carry the
-//        gateway's detail and are retried slowly.
+//        gateway's detail and are retried slowly. `delivery`: what the gateway applies,
+//        {conflate (ms), delay (s)} (see options below); null until a stream has opened.
 //
 // With authentication on, the gateway takes a JWT from the site's HttpOnly cookie or from
 // options.token (sent as Authorization: Bearer, never in the URL); options.renew is
@@ -29,6 +31,8 @@ import { SeenIds } from "./feed.js";
 export const SYMBOL_PATTERN = /^[A-Z0-9][A-Z0-9.-]{0,15}$/;
 const DEFAULT_BASE = new URL("../", import.meta.url); // this file is <gateway>/static/...
 const CREDENTIALS = ["same-origin", "include", "omit"]; // fetch's, for the worker's name too
+// The gateway's ranges (0 is off): conflate in milliseconds, delay in seconds.
+const DELIVERY = { conflate: [50, 60000], delay: [1, 86400] };
 
 /** Upper-cased, de-duplicated, validated symbols; null or [] mean every symbol. */
 export function normalizeSymbols(symbols) {
@@ -39,15 +43,32 @@ export function normalizeSymbols(symbols) {
   return unique.length ? unique.sort() : null;
 }
 
+/** {conflate, delay} as the gateway takes them; a field left out keeps `current`'s value.
+ * Throws RangeError for a value the gateway would refuse. */
+export function normalizeDelivery(options, current = { conflate: 0, delay: 0 }) {
+  const delivery = {};
+  for (const [name, [low, high]] of Object.entries(DELIVERY)) {
+    const value = options?.[name] ?? current[name];
+    if (!Number.isInteger(value) || (value !== 0 && (value < low || value > high))) {
+      throw new RangeError(`${name} must be 0 or a whole number from ${low} to ${high}`);
+    }
+    delivery[name] = value;
+  }
+  return delivery;
+}
+
 let nextSub = 1;
 const links = new Map(); // one per gateway and transport
 
 /** This tab's end of a hub: a SharedWorker's port, or a MessageChannel to a local hub. */
 class Link {
-  constructor(baseUrl, { shared, maxSymbols, credentials }) {
+  constructor({ baseUrl, shared, maxSymbols, credentials, conflate, delay }) {
+    this.options = { baseUrl, shared, maxSymbols, credentials, conflate, delay };
     this.baseUrl = baseUrl;
     this.maxSymbols = maxSymbols;
     this.credentials = credentials;
+    this.delivery = { conflate, delay };
+    this.position = ""; // the last id the hub reported: where another hub may resume
     this.subs = new Map();
     this.shared = false;
     this.port = null;
@@ -63,7 +84,14 @@ class Link {
     try {
       const worker = new SharedWorker(new URL("./price-worker.js", import.meta.url), {
         type: "module",
-        name: `price-client/${PROTOCOL} ${this.baseUrl} ${this.maxSymbols} ${this.credentials}`,
+        name: [
+          `price-client/${PROTOCOL}`,
+          this.baseUrl,
+          this.maxSymbols,
+          this.credentials,
+          this.delivery.conflate,
+          this.delivery.delay,
+        ].join(" "),
       });
       worker.addEventListener("error", () => {
         // The worker script failed to load: fall back to this tab's own connection.
@@ -82,7 +110,7 @@ class Link {
   connectLocal() {
     const channel = new MessageChannel();
     const { baseUrl, maxSymbols, credentials } = this;
-    new FeedHub({ baseUrl, maxSymbols, credentials }).attach(channel.port2);
+    new FeedHub({ baseUrl, maxSymbols, credentials, ...this.delivery }).attach(channel.port2);
     this.listen(channel.port1);
     this.shared = false;
   }
@@ -93,9 +121,14 @@ class Link {
       if (port !== this.port) return;
       if (message.type === "tick") {
         const { tick } = message;
-        if (message.sub !== undefined) this.subs.get(message.sub)?.deliver(tick);
-        else for (const sub of this.subs.values()) if (sub.wants(tick.symbol)) sub.deliver(tick);
+        if (message.sub !== undefined) {
+          this.subs.get(message.sub)?.deliver(tick); // a replay: not in stream order
+        } else {
+          this.position = tick.id;
+          for (const sub of this.subs.values()) if (sub.wants(tick.symbol)) sub.deliver(tick);
+        }
       } else if (message.type === "state") {
+        if (message.state.lastEventId) this.position = message.state.lastEventId;
         for (const sub of this.subs.values()) sub.report(message.state);
       } else if (message.type === "ask") {
         this.answer(port, message);
@@ -138,8 +171,14 @@ class Subscription {
     this.onTick = onTick;
     this.onState = onState;
     this.seen = new SeenIds(); // defensive: a tick is delivered once, whatever happens above
-    this.state = { state: "connecting", lastEventId: "", shared: link.shared };
+    this.state = { state: "connecting", lastEventId: "", delivery: null, shared: link.shared };
     this.closed = false;
+    this.after = ""; // moved from another delivery's hub: the id to resume after there
+  }
+
+  /** The delivery asked for, {conflate, delay}; what applies is in `state.delivery`. */
+  get requested() {
+    return { ...this.link.delivery };
   }
 
   /** The symbols streamed (sorted), or null for every symbol. */
@@ -159,6 +198,29 @@ class Subscription {
     this.send();
   }
 
+  /**
+   * Change the delivery (fields left out keep their value): one new stream. A new conflate
+   * resumes after the last id seen; a new delay starts from that delay's latest prices.
+   */
+  setDelivery(options) {
+    const delivery = normalizeDelivery(options, this.link.delivery);
+    if (this.closed) return;
+    const { conflate, delay } = this.link.delivery;
+    if (delivery.conflate === conflate && delivery.delay === delay) return;
+    const old = this.link;
+    old.subs.delete(this.id);
+    old.port.postMessage({ type: "unsubscribe", sub: this.id });
+    this.link = linkFor({ ...old.options, ...delivery });
+    this.link.subs.set(this.id, this);
+    if (delivery.delay === delay) {
+      this.after = old.position || this.state.lastEventId;
+    } else {
+      this.after = ""; // other times: ids seen before come again, and must be shown
+      this.seen = new SeenIds();
+    }
+    this.send();
+  }
+
   close() {
     if (this.closed) return;
     this.closed = true;
@@ -170,7 +232,10 @@ class Subscription {
   send() {
     if (this.closed) return;
     const auth = ["token", "renew"].filter((hook) => typeof this.hooks[hook] === "function");
-    this.link.port.postMessage({ type: "subscribe", sub: this.id, symbols: this.symbols, auth });
+    const message = { type: "subscribe", sub: this.id, symbols: this.symbols, auth };
+    if (this.after) message.after = this.after;
+    this.after = ""; // once: the hub now has the subscription
+    this.link.port.postMessage(message);
   }
 
   wants(symbol) {
@@ -186,6 +251,15 @@ class Subscription {
     this.state = { ...state, shared: this.link.shared };
     call(this.onState, this.state);
   }
+}
+
+/** The link (one hub: one stream) for these options, shared by their subscriptions. */
+function linkFor(options) {
+  const { baseUrl, shared, maxSymbols, credentials, conflate, delay } = options;
+  const key = `${baseUrl} ${shared} ${maxSymbols} ${credentials} ${conflate} ${delay}`;
+  let link = links.get(key);
+  if (!link) links.set(key, (link = new Link(options)));
+  return link;
 }
 
 function call(callback, value) {
@@ -207,8 +281,13 @@ function call(callback, value) {
  * options.renew: async () => true once the token (cookie) has been renewed; called on a
  *   401 and when the gateway ends a stream because the token expired;
  * options.credentials: "include" to send the gateway's cookies to it from a page of
- *   another origin that its --cors-origins lists (default "same-origin").
- * Throws RangeError for a symbol outside the gateway's grammar.
+ *   another origin that its --cors-origins lists (default "same-origin");
+ * options.conflate: ms, 0 (default: every tick) or 50-60000: at most one tick per symbol
+ *   per interval, the latest value winning; options.delay: s, 0 (default) or 1-86400:
+ *   prices that old. A token may impose more: state.delivery says what applies. Ids stay
+ *   the ticks' own, so resuming stays exact. The same options share one stream.
+ * Throws RangeError for a symbol outside the gateway's grammar, or a conflate or delay
+ * outside its range.
  */
 export function subscribe(symbols, onTick, onState, options = {}) {
   const normalized = normalizeSymbols(symbols);
@@ -219,9 +298,8 @@ export function subscribe(symbols, onTick, onState, options = {}) {
   if (!CREDENTIALS.includes(credentials)) {
     throw new RangeError(`credentials must be one of ${CREDENTIALS.join(", ")}`);
   }
-  const key = `${baseUrl} ${shared} ${maxSymbols} ${credentials}`;
-  let link = links.get(key);
-  if (!link) links.set(key, (link = new Link(baseUrl, { shared, maxSymbols, credentials })));
+  const delivery = normalizeDelivery(options);
+  const link = linkFor({ baseUrl, shared, maxSymbols, credentials, ...delivery });
   const hooks = { token: options.token, renew: options.renew };
   const sub = new Subscription(link, normalized, onTick, onState, hooks);
   link.subs.set(sub.id, sub);
