@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.auth.tokens import Authenticator
 from gateway.broker.symbols import StoredSymbols
@@ -34,6 +34,17 @@ def build_app(settings: Settings) -> GatewayApp:
     stored = StoredSymbols(hub, hub.stream)
     stocks = StocksEndpoint(hub, authenticator, stored, errors)
 
+    ops = ops_routes(hub)
+    # With --ops-port, the ops endpoints have an app of their own, for that port only.
+    ops_app = None
+    if settings.ops_port:
+        ops_app = Starlette(
+            routes=ops,
+            exception_handlers={HTTPException: http_problem},
+            middleware=[Middleware(ServerErrorMiddleware, handler=errors.unexpected)],
+        )
+        ops = []
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with hub.running():  # the hub's tasks live exactly as long as the app
@@ -41,9 +52,10 @@ def build_app(settings: Settings) -> GatewayApp:
 
     app = GatewayApp(
         stocks,
+        ops_app,
         routes=[
             Route("/stocks", stocks.head),  # GET, and so HEAD
-            *ops_routes(hub),
+            *ops,
             *page_routes(stored, settings),
             *openapi_routes(),
         ],
@@ -66,10 +78,14 @@ class GatewayApp(Starlette):
 
     `stocks.serve_connection` serves the GET /stocks that uvicorn's protocol hands over
     with their connection (gateway.http.handover, set up by gateway.server): most of them.
+    Requests that reach the ops port (--ops-port, gateway.server listens on it) go to
+    `ops_app`, which serves /healthz, /readyz and /metrics and nothing else.
     """
 
-    def __init__(self, stocks: StocksEndpoint, **kwargs: Any) -> None:
+    def __init__(self, stocks: StocksEndpoint, ops_app: ASGIApp | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.ops_app = ops_app
+        self.ops_port = stocks.hub.settings.ops_port
         # No redirects: Starlette would answer /stocks/ with a 307 to http://<Host header>/
         # stocks, a Location built from what the client sent. Unknown paths are 404s.
         self.router.redirect_slashes = False
@@ -78,6 +94,12 @@ class GatewayApp(Starlette):
         stocks.app = self
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Routed by the socket the request came in on: the local port, not the Host header.
+        if self.ops_app is not None and scope["type"] == "http":
+            server = scope.get("server")
+            if server is not None and server[1] == self.ops_port:
+                await self.ops_app(scope, receive, send)
+                return
         if scope["type"] == "http" and scope["path"] == "/stocks" and scope["method"] == "GET":
             scope["app"] = self
             await self.stocks.asgi(scope, receive, send)

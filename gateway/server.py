@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
+import sys
 from collections.abc import Iterator
 from types import FrameType
 
@@ -16,6 +18,8 @@ from gateway.app import GatewayApp
 from gateway.http.handover import stream_protocol
 from gateway.http.limits import bounded_http_protocol
 from gateway.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def server_config(settings: Settings, app: ASGIApp, **overrides: object) -> uvicorn.Config:
@@ -51,6 +55,33 @@ class GatewayServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: GatewayApp) -> None:
         super().__init__(config)
         self.hub = app.hub  # the app's lifespan runs it; the server only drains it
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        port = self.hub.settings.ops_port
+        if not port or self.should_exit or not self.started:
+            return
+        # The ops port is one more listening socket of this server (started, stopped and
+        # drained with the main one); the app routes by the local port (gateway.app).
+        # Its connections take uvicorn's own protocol, header-bounded: no handover, so
+        # a GET /stocks there is routed, and a 404, like anything but the ops paths.
+        config = self.config
+        protocol = bounded_http_protocol(self.hub.settings.max_header_bytes, HttpToolsProtocol)
+        state = self.lifespan.state
+        try:
+            server = await asyncio.get_running_loop().create_server(
+                lambda: protocol(config, self.server_state, state),
+                host=config.host,
+                port=port,
+                backlog=config.backlog,
+            )
+        except OSError as exc:  # as uvicorn does when it cannot bind the main port
+            logger.error("cannot listen on the ops port", extra={"port": port, "error": str(exc)})
+            for listening in self.servers:
+                listening.close()
+            await self.lifespan.shutdown()
+            sys.exit(1)
+        self.servers.append(server)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # Still listening while draining: readiness and new /stocks answer 503 at once.

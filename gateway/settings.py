@@ -23,6 +23,11 @@ def default_gateway_id() -> str:
 class Settings(CommonSettings):
     host: str = setting("127.0.0.1", "interface to listen on (0.0.0.0 in a container)")
     port: int = setting(8000, "HTTP port")
+    ops_port: int = setting(
+        0,
+        "port that alone serves /healthz, /readyz and /metrics, for probes and scrapers "
+        "inside the cluster (0: none, the HTTP port serves them)",
+    )
     gateway_id: str = setting("", "name of this process in consumer names (default: host-random)")
     heartbeat: float = setting(15.0, "seconds between keep-alive comments on an idle stream")
     retry: float = setting(
@@ -104,6 +109,10 @@ class Settings(CommonSettings):
             f"--gateway-id must be 1-64 letters, digits or '-', not {self.gateway_id!r}",
         )
         require(0 < self.port < 65536, f"--port must be 1-65535, not {self.port}")
+        require(
+            0 <= self.ops_port < 65536 and self.ops_port != self.port,
+            f"--ops-port must be 0 or 1-65535 other than --port, not {self.ops_port}",
+        )
         require(self.heartbeat > 0, "--heartbeat must be > 0")
         require(self.retry > 0, "--retry must be > 0")
         require(self.inactive_threshold >= 1, "--inactive-threshold must be >= 1 second")

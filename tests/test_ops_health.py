@@ -51,7 +51,11 @@ async def test_not_ready_while_nats_is_down_and_ready_again_after(
 
 async def test_not_ready_without_the_stream(gateway: RunningGateway, js: JetStreamContext) -> None:
     await js.delete_stream("PRICES")
-    async with httpx.AsyncClient() as client:
-        response = await client.get(f"{gateway.url}/readyz")
-    assert response.status_code == 503
-    assert "PRICES" in response.json()["detail"]
+
+    # Readiness is cached for up to a second (gateway.ops), so not at once, but soon.
+    async def says_the_stream_is_missing() -> bool:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"{gateway.url}/readyz")
+        return response.status_code == 503 and "PRICES" in response.json()["detail"]
+
+    await eventually(says_the_stream_is_missing, within=10, what="not ready, naming PRICES")
