@@ -4,6 +4,7 @@
     ├── BadRequestError (400)            a malformed query: symbol, id, too many symbols
     ├── UnauthorizedError (401)          no token, or one that does not verify
     ├── ForbiddenError (403)             a symbol the token does not grant
+    ├── TooManyStreamsError (429)        the token's user holds its limit of streams
     └── UnavailableError (503)           try again later (Retry-After)
         ├── AtCapacityError              this process holds --max-connections streams
         └── NatsUnavailableError         NATS is not connected, or the stream is missing
@@ -55,6 +56,12 @@ class ForbiddenError(GatewayError):
     def __init__(self, detail: str, symbols: list[str]) -> None:
         super().__init__(detail)
         self.symbols = symbols  # the refused symbols, for clients that drop them and retry
+
+
+class TooManyStreamsError(GatewayError):
+    status = 429
+    title = "Too many streams"
+    kind = "too_many_streams"
 
 
 class UnavailableError(GatewayError):

@@ -27,7 +27,7 @@ from gateway.broker.connection import close, connect, ensure_stream_until_done, 
 from gateway.broker.consumer import ConsumerSpec, PullConsumer
 from gateway.broker.streams import stream_info
 from gateway.delivery import EXACT
-from gateway.errors import AtCapacityError, NatsUnavailableError
+from gateway.errors import AtCapacityError, NatsUnavailableError, TooManyStreamsError
 from gateway.feed.catch_up import CatchUp
 from gateway.feed.client import ClientFeed
 from gateway.feed.conflation import ConflatingOutbox
@@ -58,6 +58,7 @@ class Hub:
         self._forced = asyncio.Event()  # a second signal: end everything now
         self._clients: dict[str, ClientFeed] = {}  # open streams by client id
         self._per_address: Counter[str] = Counter()  # streams by client address
+        self._per_user: Counter[str] = Counter()  # streams by token subject
         self._open_streams = 0  # attached or attaching
         self._client_numbers = itertools.count(1)
         # Set while there is no stream left for a drain to wait for (or it must not wait).
@@ -171,7 +172,7 @@ class Hub:
         """The stream's info; NatsUnavailableError (503) when it cannot be had."""
         return await stream_info(self.js, self.nc, self.stream.name, timeout=timeout)
 
-    def _admit(self, address: str) -> None:
+    def _admit(self, address: str, user: str | None) -> None:
         settings = self.settings
         if self.draining.is_set():
             raise NatsUnavailableError("gateway is shutting down; reconnect to another replica")
@@ -182,17 +183,26 @@ class Hub:
         per_client = settings.max_connections_per_client
         if per_client and self._per_address[address] >= per_client:
             raise AtCapacityError(f"{address} holds its limit of {per_client} streams")
+        per_user = settings.max_connections_per_user
+        if per_user and user is not None and self._per_user[user] >= per_user:
+            raise TooManyStreamsError(f"this token's user holds its limit of {per_user} streams")
 
     @asynccontextmanager
-    async def attach(self, query: StreamQuery, address: str) -> AsyncIterator[ClientFeed]:
-        """A feed for one client; its consumer is deleted however the block exits.
+    async def attach(
+        self, query: StreamQuery, address: str, user: str | None = None
+    ) -> AsyncIterator[ClientFeed]:
+        """A feed for one client (of `user`, the token's subject, with auth on); its
+        consumer is deleted however the block exits.
 
-        Raises AtCapacityError, NatsUnavailableError or BadRequestError before anything
-        has been sent, so the caller can still answer with a problem.
+        Raises AtCapacityError, TooManyStreamsError, NatsUnavailableError or
+        BadRequestError before anything has been sent, so the caller can still answer
+        with a problem.
         """
-        self._admit(address)
+        self._admit(address, user)
         # Counted before the first await, so concurrent attaches respect the limits.
         self._per_address[address] += 1
+        if user is not None:
+            self._per_user[user] += 1
         self._open_streams += 1
         self._quiet.clear()  # no attach passes _admit once draining, so never forced here
         try:
@@ -206,9 +216,9 @@ class Hub:
                     del self._clients[feed.client_id]
         finally:
             self._open_streams -= 1
-            self._per_address[address] -= 1
-            if not self._per_address[address]:
-                del self._per_address[address]
+            _release(self._per_address, address)
+            if user is not None:
+                _release(self._per_user, user)
             if not self._open_streams:
                 self._quiet.set()
 
@@ -263,3 +273,11 @@ class Hub:
                 catch_up.prepare(start.deliver_policy, start.sequence)
         # else: a fresh client of a delayed feed starts from the feed's own snapshot.
         return ClientFeed(client_id, start, catch_up, live, outbox, self.metrics)
+
+
+def _release(counter: Counter[str], key: str) -> None:
+    """One stream fewer for `key`; a key with none left goes (addresses and users come
+    and go, the counters must not keep them all)."""
+    counter[key] -= 1
+    if not counter[key]:
+        del counter[key]

@@ -11,6 +11,7 @@ LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 1
 # Error kinds, the values of gateway_errors_total{kind=...}.
 BAD_REQUEST = "bad_request"
 AT_CAPACITY = "at_capacity"
+TOO_MANY_STREAMS = "too_many_streams"
 NATS_UNAVAILABLE = "nats_unavailable"
 INVALID_MESSAGE = "invalid_message"
 UNAUTHORIZED = "unauthorized"
@@ -100,6 +101,7 @@ class Metrics:
         for kind in (
             BAD_REQUEST,
             AT_CAPACITY,
+            TOO_MANY_STREAMS,
             NATS_UNAVAILABLE,
             INVALID_MESSAGE,
             UNAUTHORIZED,

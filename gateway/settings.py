@@ -40,6 +40,9 @@ class Settings(CommonSettings):
     max_connections_per_client: int = setting(
         0, "open /stocks streams per client address; 0 means no limit"
     )
+    max_connections_per_user: int = setting(
+        0, "open /stocks streams per token subject (sub); more get 429; 0 means no limit"
+    )
     max_symbols: int = setting(100, "symbols per /stocks request")
     max_delays: int = setting(
         8, "distinct ?delay= values served at once, each by one delayed feed; more get 503"
@@ -118,6 +121,7 @@ class Settings(CommonSettings):
         require(self.inactive_threshold >= 1, "--inactive-threshold must be >= 1 second")
         require(self.max_connections > 0, "--max-connections must be > 0")
         require(self.max_connections_per_client >= 0, "--max-connections-per-client must be >= 0")
+        require(self.max_connections_per_user >= 0, "--max-connections-per-user must be >= 0")
         require(self.max_symbols > 0, "--max-symbols must be > 0")
         require(self.max_delays >= 0, "--max-delays must be >= 0")
         require(self.max_header_bytes >= 1024, "--max-header-bytes must be >= 1024")

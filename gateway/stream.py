@@ -52,10 +52,14 @@ class PriceStream:
         self.grant = grant
         self.extra_headers = headers  # security and CORS, on every answer
 
+    @property
+    def _user(self) -> str | None:
+        return self.grant.subject if self.grant is not None else None
+
     async def run(self, sink: Sink) -> None:
         try:
             async with (
-                self.hub.attach(self.query, self.address) as feed,
+                self.hub.attach(self.query, self.address, self._user) as feed,
                 sink.watching(feed),
             ):
                 await self._stream(feed, sink)

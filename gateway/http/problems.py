@@ -28,7 +28,7 @@ def problem(
 ) -> Response:
     body = {"type": f"/problems/{kind}", "title": title, "status": status, "detail": detail}
     body.update(extensions)  # RFC 9457 extension members
-    if status == 503:
+    if status in (429, 503):  # try again later: when, roughly
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return JSONResponse(body, status, headers, media_type=PROBLEM_JSON)
 
