@@ -4,6 +4,7 @@
     ├── BadRequestError (400)            a malformed query: symbol, id, too many symbols
     ├── UnauthorizedError (401)          no token, or one that does not verify
     ├── ForbiddenError (403)             a symbol the token does not grant
+    ├── ForeignOriginError (403)         a browser request from a site not allowed
     ├── TooManyStreamsError (429)        the token's user holds its limit of streams
     └── UnavailableError (503)           try again later (Retry-After)
         ├── AtCapacityError              this process holds --max-connections streams
@@ -56,6 +57,12 @@ class ForbiddenError(GatewayError):
     def __init__(self, detail: str, symbols: list[str]) -> None:
         super().__init__(detail)
         self.symbols = symbols  # the refused symbols, for clients that drop them and retry
+
+
+class ForeignOriginError(GatewayError):
+    status = 403
+    title = "Forbidden"
+    kind = "forbidden"
 
 
 class TooManyStreamsError(GatewayError):

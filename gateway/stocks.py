@@ -47,8 +47,9 @@ class StocksEndpoint:
     async def _stream_for(self, request: Request, headers: Headers = ()) -> PriceStream:
         """The stream of a /stocks request; `headers` go on its answers (the security and
         CORS headers, which the middleware adds on the Starlette route)."""
-        # A token in the URL first (it is refused whatever it is worth); then who, then
-        # what: an unauthenticated caller learns nothing about the query.
+        # Which site first, then a token in the URL (refused whatever it is worth); then
+        # who, then what: an unauthenticated caller learns nothing about the query.
+        self._cors.check_origin(request.headers.get("origin"), request.headers.get("host"))
         refuse_token_parameters(request.query_params)
         grant = None
         if self._authenticator is not None:

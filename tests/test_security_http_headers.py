@@ -203,7 +203,7 @@ async def test_an_unlisted_origin_gets_no_allow_origin(
         simple = await client.get("/symbols", headers={"Origin": evil})
     assert preflight.status_code == 400
     assert "access-control-allow-origin" not in preflight.headers
-    assert simple.status_code == 200
+    assert simple.status_code == 403  # and refused outright (tests/test_security_origin.py)
     assert "access-control-allow-origin" not in simple.headers
 
 

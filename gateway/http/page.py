@@ -17,6 +17,7 @@ from starlette.types import Scope
 
 from gateway.broker.symbols import StoredSymbols
 from gateway.http.query import refuse_token_parameters
+from gateway.http.security import CorsPolicy
 from gateway.settings import Settings
 
 STATIC_DIR = Path(__file__).parent.parent / "static"
@@ -49,12 +50,14 @@ def page_routes(stored: StoredSymbols, settings: Settings) -> list[BaseRoute]:
     """
     # Public, like the page itself: it tells a signed-out page where to renew its cookie.
     config = {"auth": settings.auth_enabled, "renewUrl": settings.auth_renew_url or None}
+    cors = CorsPolicy(settings)
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC_DIR / "index.html", headers=REVALIDATE)
 
     async def symbols(request: Request) -> Response:
         # With authentication on, a user sees the symbols their token allows (app.py).
+        cors.check_origin(request.headers.get("origin"), request.headers.get("host"))
         refuse_token_parameters(request.query_params)
         grant = None
         if (authenticator := request.app.state.authenticator) is not None:

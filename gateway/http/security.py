@@ -18,6 +18,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.errors import ForeignOriginError
 from gateway.settings import Settings
 
 # Seconds a browser may reuse a preflight answer: /stocks reconnects often, and each
@@ -137,6 +138,21 @@ class CorsPolicy:
                 max_age=PREFLIGHT_MAX_AGE,
             )
         ]
+
+    def check_origin(self, origin: str | None, host: str | None) -> None:
+        """Raise ForeignOriginError for a browser request from a site that is neither
+        listed nor the gateway itself. CORS only keeps that site from reading the
+        answer; the request is still made with the user's cookie (an identity provider
+        may set SameSite=None), so a stream would be opened for it. No Origin (curl,
+        native clients, same-origin GETs) is no browser site to refuse."""
+        if origin is None or self.any or origin in self.origins:
+            return
+        # The gateway's own origin, however it is reached: its host is the Host header.
+        if host is not None and urlsplit(origin).netloc == host.lower():
+            return
+        raise ForeignOriginError(
+            f"Origin {origin!r} may not call the gateway: it is not in --cors-origins"
+        )
 
     def for_origin(self, origin: str | None) -> list[tuple[bytes, bytes]]:
         """The CORS headers of a simple GET from `origin`, as CORSMiddleware answers it
