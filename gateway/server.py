@@ -44,8 +44,17 @@ def server_config(settings: Settings, app: ASGIApp, **overrides: object) -> uvic
         if isinstance(app, GatewayApp)
         else None
     )
-    config.http = bounded_http_protocol(settings.max_header_bytes, base or HttpToolsProtocol)
+    config.http = header_bounds(settings, base or HttpToolsProtocol)
     return config
+
+
+def header_bounds(settings: Settings, base: type[HttpToolsProtocol]) -> type[HttpToolsProtocol]:
+    return bounded_http_protocol(
+        settings.max_header_bytes,
+        base,
+        header_timeout=settings.header_timeout,
+        max_incomplete=settings.max_incomplete_requests,
+    )
 
 
 class GatewayServer(uvicorn.Server):
@@ -66,7 +75,7 @@ class GatewayServer(uvicorn.Server):
         # Its connections take uvicorn's own protocol, header-bounded: no handover, so
         # a GET /stocks there is routed, and a 404, like anything but the ops paths.
         config = self.config
-        protocol = bounded_http_protocol(self.hub.settings.max_header_bytes, HttpToolsProtocol)
+        protocol = header_bounds(self.hub.settings, HttpToolsProtocol)
         state = self.lifespan.state
         try:
             server = await asyncio.get_running_loop().create_server(

@@ -48,6 +48,13 @@ class Settings(CommonSettings):
         8, "distinct ?delay= values served at once, each by one delayed feed; more get 503"
     )
     max_header_bytes: int = setting(16 * 1024, "bytes of request line and headers; more get 431")
+    header_timeout: float = setting(
+        10.0, "seconds a connection may take to send a request's headers; then it is closed"
+    )
+    max_incomplete_requests: int = setting(
+        4096,
+        "connections still sending request headers; past it the one waiting longest is closed",
+    )
     send_timeout: float = setting(
         10.0, "seconds a write may wait for a client that does not read before its stream ends"
     )
@@ -125,6 +132,8 @@ class Settings(CommonSettings):
         require(self.max_symbols > 0, "--max-symbols must be > 0")
         require(self.max_delays >= 0, "--max-delays must be >= 0")
         require(self.max_header_bytes >= 1024, "--max-header-bytes must be >= 1024")
+        require(self.header_timeout > 0, "--header-timeout must be > 0")
+        require(self.max_incomplete_requests > 0, "--max-incomplete-requests must be > 0")
         require(self.send_timeout > 0, "--send-timeout must be > 0")
         require(self.drain_period >= 0, "--drain-period must be >= 0")
         require(1 <= self.pull_batch <= 10_000, "--pull-batch must be 1-10000")

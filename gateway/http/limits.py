@@ -1,7 +1,10 @@
-"""uvicorn's httptools protocol with a bound on request header bytes.
+"""uvicorn's httptools protocol with bounds on request headers: their bytes, the time
+they take to arrive, and how many connections may be sending them at once.
 
 httptools has no limit of its own (uvicorn's `h11_max_incomplete_event_size` applies to
-h11 only), so a client could make the gateway buffer headers without end.
+h11 only), so a client could make the gateway buffer headers without end; and uvicorn
+has no header timeout, so idle sockets, or a header line every few seconds, held a file
+descriptor each for as long as the client liked (slowloris).
 """
 
 from __future__ import annotations
@@ -21,9 +24,14 @@ class HeaderLimit(HttpToolsProtocol):
 
     max_header_bytes: ClassVar[int]
     refusal: ClassVar[bytes]  # the whole 431 answer
+    header_timeout: ClassVar[float]
+    max_incomplete: ClassVar[int]
+    # The connections whose current request headers are incomplete, oldest first (a dict
+    # as an ordered set); one per class, that is per listening port.
+    incomplete: ClassVar[dict[HeaderLimit, None]]
     # Slots, not instance attributes: uvicorn's protocol sets 28, and CPython 3.11
     # gives an instance with 30 or more a full dict, ~1.3 KB more per connection.
-    __slots__ = ("_header_bytes", "_in_headers", "_refused", "_unparsed_bytes")
+    __slots__ = ("_header_bytes", "_header_timer", "_in_headers", "_refused", "_unparsed_bytes")
 
     def __init__(
         self,
@@ -41,6 +49,35 @@ class HeaderLimit(HttpToolsProtocol):
         self._unparsed_bytes = 0
         self._in_headers = True
         self._refused = False
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._headers_done()
+        super().connection_lost(exc)
+
+    def _await_headers(self) -> None:
+        """Start the clock on a request's headers (one timer per connection while they
+        are incomplete); past the bound, the connection that has waited longest goes."""
+        if self._header_timer is not None:
+            return
+        self._header_timer = self.loop.call_later(self.header_timeout, self._too_slow)
+        self.incomplete[self] = None
+        if len(self.incomplete) > self.max_incomplete:
+            next(iter(self.incomplete))._too_slow()
+
+    def _headers_done(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        self.incomplete.pop(self, None)
+
+    def _too_slow(self) -> None:
+        self._headers_done()
+        self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -52,6 +89,7 @@ class HeaderLimit(HttpToolsProtocol):
             self._refuse()
 
     def on_message_begin(self) -> None:
+        self._await_headers()  # the next request on a kept-alive connection
         self._in_headers = True
         self._header_bytes = 0
         super().on_message_begin()
@@ -67,6 +105,7 @@ class HeaderLimit(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         if self._refused:
             return  # a request pipelined behind the refused one
+        self._headers_done()
         self._in_headers = False
         self._unparsed_bytes = 0
         if self._header_bytes > self.max_header_bytes:
@@ -91,9 +130,15 @@ class HeaderLimit(HttpToolsProtocol):
 
 
 def bounded_http_protocol(
-    max_header_bytes: int, base: type[HttpToolsProtocol] = HttpToolsProtocol
+    max_header_bytes: int,
+    base: type[HttpToolsProtocol] = HttpToolsProtocol,
+    *,
+    header_timeout: float = 10.0,
+    max_incomplete: int = 4096,
 ) -> type[HttpToolsProtocol]:
-    """`base` (an HttpToolsProtocol) with HeaderLimit's bound of `max_header_bytes`."""
+    """`base` (an HttpToolsProtocol) with HeaderLimit's bounds: `max_header_bytes`, headers
+    complete within `header_timeout` seconds, at most `max_incomplete` connections
+    sending them at once."""
     body = json.dumps(
         {
             "type": "/problems/http-431",
@@ -108,5 +153,12 @@ def bounded_http_protocol(
         b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
     )
     bases = (HeaderLimit,) if base is HttpToolsProtocol else (HeaderLimit, base)
-    namespace = {"__slots__": (), "max_header_bytes": max_header_bytes, "refusal": refusal}
+    namespace = {
+        "__slots__": (),
+        "max_header_bytes": max_header_bytes,
+        "refusal": refusal,
+        "header_timeout": header_timeout,
+        "max_incomplete": max_incomplete,
+        "incomplete": {},
+    }
     return type("BoundedHttpToolsProtocol", bases, namespace)
