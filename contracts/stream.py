@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
-from nats.js.errors import APIError
+from nats.js.errors import APIError, NotFoundError
 
 from contracts.errors import StreamConfigError
 from contracts.messages import MAX_TICK_BYTES
@@ -64,16 +65,31 @@ class StreamSettings:
             max_msg_size=self.max_msg_size,
             # Direct gets let any replica answer "latest price of X" without the leader.
             allow_direct=True,
+            # No `Nats-Rollup` header may replace a subject's (or the stream's) history.
+            allow_rollup_hdrs=False,
         )
 
+    def protected_config(self) -> StreamConfig:
+        """config() as the provisioning step applies it (contracts.provision): no message
+        deletes or purges through the API, by anyone. JetStream refuses to turn either off
+        again, and roll-ups need purges."""
+        config = self.config()
+        config.deny_delete = True
+        config.deny_purge = True
+        return config
 
-async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> StreamInfo:
+
+async def ensure_stream(
+    js: JetStreamContext, settings: StreamSettings, *, protect: bool = False
+) -> StreamInfo:
     """Create the stream, or bring an existing one to `settings`; never deletes it.
 
+    With `protect`, the stream denies message deletes and purges (protected_config). Without,
+    an existing stream keeps the protections it has: they cannot be undone.
     Safe to call from any number of processes at once. Raises StreamConfigError when the
     existing stream cannot take the config (e.g. another storage type).
     """
-    config = settings.config()
+    config = settings.protected_config() if protect else settings.config()
     try:
         # Creating with an identical config is a no-op that returns the stream.
         return await js.add_stream(config)
@@ -81,8 +97,23 @@ async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> Strea
         if exc.err_code != STREAM_NAME_IN_USE:
             raise StreamConfigError(f"stream {settings.name!r} cannot be created: {exc}") from None
     try:
+        if not protect:
+            existing = (await js.stream_info(settings.name)).config
+            config.deny_delete = bool(existing.deny_delete)
+            config.deny_purge = bool(existing.deny_purge)
         info = await js.update_stream(config)
     except APIError as exc:
         raise StreamConfigError(f"stream {settings.name!r} cannot be updated: {exc}") from None
     logger.info("stream updated", extra={"stream": settings.name})
     return info
+
+
+async def wait_for_stream(js: JetStreamContext, name: str, poll: float = 0.5) -> StreamInfo:
+    """The stream once it exists, for a program whose NATS user may not create it; the
+    caller bounds the wait."""
+    while True:
+        try:
+            return await js.stream_info(name)
+        except NotFoundError:
+            logger.info("waiting for the stream to be provisioned", extra={"stream": name})
+            await asyncio.sleep(poll)

@@ -21,7 +21,7 @@ from contracts.errors import StreamConfigError
 from contracts.messages import PriceTick
 from contracts.nats_options import connect_options
 from contracts.settings import redact_urls
-from contracts.stream import ensure_stream
+from contracts.stream import ensure_stream, wait_for_stream
 from contracts.symbols import all_subjects
 from publisher.errors import NatsUnavailableError, StreamUnavailableError
 from publisher.last_prices import LastPrices, last_prices
@@ -177,7 +177,10 @@ class PublisherService:
         try:
             async with asyncio.timeout(limit):
                 js = self.broker.connection.jetstream(timeout=limit)
-                await ensure_stream(js, self.settings.stream_settings())
+                if self.settings.manage_stream:
+                    await ensure_stream(js, self.settings.stream_settings())
+                else:
+                    await wait_for_stream(js, self.settings.stream)
         except StreamConfigError as exc:
             raise StreamUnavailableError(f"{exc} (NATS at {urls})") from None
         except (TimeoutError, nats.errors.Error) as exc:

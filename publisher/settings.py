@@ -32,6 +32,11 @@ class PublisherSettings(CommonSettings):
     connect_timeout: float = setting(
         5.0, "seconds to reach NATS at start; after that, exit with status 2"
     )
+    manage_stream: bool = setting(
+        True,
+        "create or update the stream at start; false: only wait (--connect-timeout) for it to "
+        "be provisioned (python -m contracts.provision): the prod NATS user cannot change it",
+    )
     replay: str = setting(
         "",
         "CSV or NDJSON file of recorded ticks (symbol, price, timestamp) to publish instead "

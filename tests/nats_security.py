@@ -22,9 +22,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 ROOT = Path(__file__).resolve().parent.parent
 PROD_CONFIG = ROOT / "deploy/overlays/prod/nats.conf"
-USERS = ("publisher", "gateway", "admin")
+USERS = ("publisher", "gateway", "provisioner", "admin")
 # The inbox prefix each program uses in prod (deploy/overlays/prod/*.yaml).
-INBOX_PREFIXES = {"publisher": "_INBOX_publisher", "gateway": "_INBOX_gateway"}
+INBOX_PREFIXES = {
+    "publisher": "_INBOX_publisher",
+    "gateway": "_INBOX_gateway",
+    "provisioner": "_INBOX_provisioner",
+}
 
 
 def authorization_block(conf: str) -> str:
@@ -135,7 +139,7 @@ def creds_config(directory: Path) -> Material:
     account_claims = {"limits": unlimited | {"conn": -1, "leaf": -1} | jetstream}
     block = authorization_block(PROD_CONFIG.read_text())
     clients = {}
-    for user in ("publisher", "gateway"):
+    for user in ("publisher", "gateway", "provisioner"):
         seed = _seed(nkeys.PREFIX_BYTE_USER)
         permissions = {
             "pub": {"allow": allowed(block, user, "publish")},

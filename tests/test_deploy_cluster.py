@@ -45,7 +45,9 @@ STREAM = StreamSettings(replicas=3)
 # The cluster runs the prod overlay's nats.conf (users, JetStream limits, sync_interval),
 # on loopback ports.
 NATS_CONFIG = Path(__file__).resolve().parent.parent / "deploy/overlays/prod/nats.conf"
-PASSWORDS = {user: secrets.token_hex(12) for user in ("gateway", "publisher", "admin")}
+PASSWORDS = {
+    user: secrets.token_hex(12) for user in ("gateway", "publisher", "provisioner", "admin")
+}
 # As the Deployments set them (deploy/base): the stream's settings are shared by both.
 STREAM_ENV = {"STREAM_REPLICAS": "3"}
 GATEWAY_ARGS = ("--inactive-threshold", "5", "--drain-period", "2", "--heartbeat", "1")
@@ -59,6 +61,8 @@ USER_ENV = {
     for user in ("gateway", "publisher")
 }
 USER_ENV["gateway"]["GATEWAY_ENSURE_STREAM"] = "false"
+# The stream is provisioned beforehand (the Job stream-provision; here the topology fixture).
+USER_ENV["publisher"]["PUBLISHER_MANAGE_STREAM"] = "false"
 HOLD = 100  # ticks stored after each recovery before the next fault (~2.5 s)
 
 
@@ -79,6 +83,7 @@ async def topology(tmp_path: Path) -> AsyncIterator[Topology]:
         env={
             "GATEWAY_NATS_PASSWORD": PASSWORDS["gateway"],
             "PUBLISHER_NATS_PASSWORD": PASSWORDS["publisher"],
+            "PROVISIONER_NATS_PASSWORD": PASSWORDS["provisioner"],
             "ADMIN_NATS_PASSWORD": PASSWORDS["admin"],
         },
     )

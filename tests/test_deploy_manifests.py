@@ -71,7 +71,7 @@ def named(overlay: str, kind: str, name: str) -> Object:
 
 def workloads(overlay: str) -> Iterator[Object]:
     for obj in render(overlay):
-        if obj["kind"] in {"Deployment", "StatefulSet"}:
+        if obj["kind"] in {"Deployment", "StatefulSet", "Job"}:
             yield obj
 
 
@@ -463,7 +463,10 @@ def test_prod_programs_run_as_their_own_least_privileged_nats_users(
             assert subscribe[1].split() == [f'"{settings.nats_inbox_prefix}.>"']
             assert re.search(r"allow_responses:\s*false", entry)
             manages = "$JS.API.STREAM.CREATE." in entry
-            ensures = getattr(settings, "ensure_stream", True)  # the publisher always does
+            if isinstance(settings, PublisherSettings):
+                ensures = settings.manage_stream
+            else:
+                ensures = settings.ensure_stream
             assert manages == ensures, f"{command}: ensure_stream={ensures}"
 
 
@@ -503,12 +506,13 @@ def test_network_policies_allow_only_the_expected_paths(overlay: str) -> None:
         return [p["port"] for p in rule["ports"]]
 
     nats_in = {tuple(ports(rule)): peers(rule) for rule in policies["nats"]["ingress"]}
-    assert nats_in[(4222,)] == ["gateway", "publisher"]
+    assert nats_in[(4222,)] == ["gateway", "publisher", "stream-provision"]
     assert nats_in[(6222,)] == ["nats"]
-    for name in ("gateway", "publisher"):
+    for name in ("gateway", "publisher", "stream-provision"):
         (egress,) = policies[name]["egress"]
         assert (peers(egress), ports(egress)) == (["nats"], [4222])
     assert "ingress" not in policies["publisher"]
+    assert "ingress" not in policies["stream-provision"]
     assert "ingress-nginx" in peers(policies["gateway"]["ingress"][0])
 
 
@@ -612,3 +616,30 @@ def test_the_image_tags_and_the_api_description_carry_the_package_version() -> N
         assert tags, f"{path}: no image tags"
         assert set(tags.values()) == {version}, f"{path}: {tags}"
     assert f"price-gateway:{version} ." in (DEPLOY / "README.md").read_text()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_a_job_provisions_the_stream_and_the_publishers_only_wait_for_it(
+    overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Publishers cannot change the stream (prod: their NATS user may not); the Job does,
+    with the stream settings the gateway and the publishers read."""
+    job = named(overlay, "Job", "stream-provision")
+    (container,) = containers(job)
+    assert container["command"] == ["python", "-m", "contracts.provision"]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"
+    env = environment(overlay, container)
+    assert {k: v for k, v in env.items() if k.startswith("STREAM_")} == {
+        k: v for k, v in config_map(overlay, "price-stream").items() if k.startswith("STREAM_")
+    }
+    for deployment in component(overlay, "publisher"):
+        (publisher,) = containers(deployment)
+        with monkeypatch.context() as scoped:
+            settings = _load("publisher", environment(overlay, publisher), scoped)
+        assert isinstance(settings, PublisherSettings)
+        assert settings.manage_stream is False
+    if overlay == "prod":
+        assert env["NATS_USER"] == "provisioner"
+        entry = nats_user_permissions(config_map("prod", "nats-config")["nats.conf"], "provisioner")
+        assert "$JS.API.STREAM.CREATE.PRICES" in entry
+        assert re.search(rf'subscribe:\s*\{{\s*allow:\s*\["{env["NATS_INBOX_PREFIX"]}\.>"\]', entry)

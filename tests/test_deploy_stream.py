@@ -4,26 +4,30 @@ StatefulSet, with the variables its pods get), takes the stream that overlay con
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.js.api import StreamInfo
 
+from contracts.provision import provision
 from contracts.settings import CommonSettings, load_settings
 from contracts.stream import StreamSettings, ensure_stream
 from tests.cluster import NatsCluster
 from tests.test_deploy_manifests import OVERLAYS, config_map, containers, named, quantity
 
-Object = dict[str, object]
+
+def common_settings(overlay: str) -> CommonSettings:
+    """What the overlay's `price-stream` ConfigMap sets."""
+    env = config_map(overlay, "price-stream")
+    return load_settings(CommonSettings, [], env, prog="test", env_prefix="")
 
 
 def stream_settings(overlay: str) -> StreamSettings:
-    """The stream as the overlay's `price-stream` ConfigMap describes it."""
-    env = config_map(overlay, "price-stream")
-    settings = load_settings(CommonSettings, [], env, prog="test", env_prefix="")
-    return settings.stream_settings()
+    return common_settings(overlay).stream_settings()
 
 
 def nats_environment(overlay: str) -> dict[str, str]:
@@ -39,10 +43,12 @@ def nats_environment(overlay: str) -> dict[str, str]:
     return env
 
 
-def admin(env: dict[str, str]) -> tuple[str | None, str | None]:
-    """Who provisions the stream: the admin user where the config has users, else anyone."""
-    password = env.get("ADMIN_NATS_PASSWORD")
-    return ("admin", password) if password else (None, None)
+def user(env: dict[str, str], name: str) -> dict[str, Any]:
+    """NATS settings of one of the config's users, or none where it has no users."""
+    password = env.get(f"{name.upper()}_NATS_PASSWORD")
+    if not password:
+        return {}
+    return {"nats_user": name, "nats_password": password, "nats_inbox_prefix": f"_INBOX_{name}"}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -64,15 +70,23 @@ async def test_each_overlays_nats_takes_the_stream_it_configures(
     else:
         await cluster.start()
     try:
-        nc = await cluster.connect("provision", *admin(env))
+        # As the Job stream-provision does it, as its NATS user; twice: each apply runs it,
+        # and it re-adds the existing stream.
+        provisioner = dataclasses.replace(
+            common_settings(overlay), nats_url=cluster.urls(), **user(env, "provisioner")
+        )
+        for _ in range(2):
+            assert "deny_purge True" in await provision(provisioner, wait=10)
+        admin = user(env, "admin")
+        nc = await cluster.connect("check", admin.get("nats_user"), admin.get("nats_password"))
         try:
             js = nc.jetstream(timeout=10)
-            info: StreamInfo = await ensure_stream(js, settings)
+            info: StreamInfo = await js.stream_info(settings.name)
             assert info.config.max_bytes == settings.max_bytes
             assert info.config.num_replicas == settings.replicas
             ack = await js.publish(f"{settings.subject_prefix}.AAPL", b"{}")
             assert ack.seq == 1
-            # Twice, as every provisioning start does: idempotent.
+            # A process that ensures the stream at start (the gateway in dev) re-adds it.
             await ensure_stream(js, settings)
         finally:
             await nc.close()

@@ -74,12 +74,27 @@ async def nats_server(tmp_path: Path, material: Material) -> AsyncIterator[NatsS
         yield server
 
 
+async def provision(nats_url: str, settings: dict[str, Any]) -> str:
+    """`python -m contracts.provision` as the Job runs it, with these NATS settings."""
+    env = {"NATS_URL": nats_url, **{name.upper(): value for name, value in settings.items()}}
+    status, out, err = await run_command("-m", "contracts.provision", env=env)
+    assert status == 0, err
+    return out
+
+
 @pytest.fixture
-async def start_publisher(nats_url: str, tmp_path: Path) -> AsyncIterator[StartPublisher]:
-    """`python -m publisher` with the given settings as variables; waits until it publishes."""
+async def start_publisher(
+    nats_url: str, tmp_path: Path, material: Material
+) -> AsyncIterator[StartPublisher]:
+    """`python -m publisher` with the given settings as variables; waits until it publishes.
+    Where the config has a provisioner (the prod users), the stream is provisioned first, as
+    the Job does, and the publisher only waits for it."""
     processes: list[PublisherProcess] = []
 
     async def start(settings: dict[str, Any]) -> PublisherProcess:
+        if "provisioner" in material.clients:
+            await provision(nats_url, material.clients["provisioner"])
+            settings = settings | {"publisher_manage_stream": "false"}
         env = {
             "NATS_URL": nats_url,
             "PUBLISHER_SOURCE": SOURCE,
@@ -132,7 +147,7 @@ async def admin_js(nats_url: str, material: Material) -> AsyncIterator[JetStream
     """The operators' user, with the stream provisioned and one tick in it."""
     async with connected(nats_url, material.clients["admin"]) as (nc, _, _):
         js = nc.jetstream()
-        await ensure_stream(js, StreamSettings())
+        await ensure_stream(js, StreamSettings(), protect=True)  # as the Job provisions it
         await publish(js, SYMBOL)
         yield js
 
@@ -158,7 +173,7 @@ def test_the_documented_permissions_are_the_prod_config() -> None:
     assert authorization_block(PROD_CONFIG.read_text()) in docs
 
 
-async def test_gateway_without_stream_permissions_waits_for_the_publisher_to_provision_it(
+async def test_gateway_without_stream_permissions_waits_for_the_stream_to_be_provisioned(
     material: Material,
     start_gateway: StartGateway,
     start_publisher: StartPublisher,
@@ -177,7 +192,7 @@ async def test_gateway_without_stream_permissions_waits_for_the_publisher_to_pro
     await eventually(waiting, within=10, what="the gateway connected, waiting for the stream")
     assert "waiting for the stream to be provisioned" in caplog.messages
 
-    await start_publisher(material.clients["publisher"])
+    await start_publisher(material.clients["publisher"])  # provisions first
     await eventually(
         lambda: _status(gateway.url, 200), within=15, what="the gateway ready with the stream"
     )
@@ -233,6 +248,24 @@ REFUSALS: list[tuple[str, str, str, Attempt]] = [
         "publish",
         f"$JS.API.CONSUMER.CREATE.{STREAM}.spy",
         lambda nc, js: js.add_consumer(STREAM, _consumer("spy")),
+    ),
+    (
+        "publisher",
+        "publish",
+        f"$JS.API.STREAM.UPDATE.{STREAM}",
+        lambda nc, js: js.update_stream(StreamSettings().config()),
+    ),
+    (
+        "publisher",
+        "publish",
+        f"$JS.API.STREAM.CREATE.{STREAM}",
+        lambda nc, js: js.add_stream(StreamSettings().config()),
+    ),
+    (
+        "publisher",
+        "publish",
+        f"$JS.API.STREAM.MSG.DELETE.{STREAM}",
+        lambda nc, js: js.delete_msg(STREAM, 1),
     ),
     (
         "publisher",
@@ -310,6 +343,63 @@ async def test_each_user_is_refused_what_its_program_does_not_do(
         await eventually(lambda: any(expected in e for e in errors), within=5, what=expected)
     info = await admin_js.stream_info(STREAM)
     assert info.state.messages == 1, "the stream is as it was"
+
+
+async def test_a_publisher_cannot_wipe_the_streams_history_with_a_rollup(
+    nats_url: str, material: Material, admin_js: JetStreamContext
+) -> None:
+    """The attack of issue 17: allow roll-ups with STREAM.UPDATE, then one publish with
+    `Nats-Rollup: all` would replace every stored tick. Neither step gets through."""
+    for _ in range(15):
+        await publish(admin_js, SYMBOL)
+    before = (await admin_js.stream_info(STREAM)).state.messages
+    assert before == 16
+    async with connected(nats_url, material.clients["publisher"]) as (_, js, errors):
+        config = StreamSettings().protected_config()
+        config.allow_rollup_hdrs = True
+        with pytest.raises(TimeoutError):  # the server drops the request: no answer
+            await js.update_stream(config)
+        refused = f'permissions violation for publish to "$js.api.stream.update.{STREAM.lower()}"'
+        await eventually(lambda: any(refused in e for e in errors), within=5, what=refused)
+        with pytest.raises(NatsError, match="rollup"):
+            await js.publish(f"prices.{SYMBOL}", b"{}", headers={"Nats-Rollup": "all"})
+        with pytest.raises(NatsError, match="rollup"):
+            await js.publish(f"prices.{SYMBOL}", b"{}", headers={"Nats-Rollup": "sub"})
+    info = await admin_js.stream_info(STREAM)
+    assert info.state.messages == before, "no stored tick replaced"
+    assert (info.config.allow_rollup_hdrs, info.config.deny_purge) == (False, True)
+
+
+async def test_the_provisioned_stream_refuses_purges_and_deletes_even_from_the_admin(
+    nats_url: str, material: Material, admin_js: JetStreamContext
+) -> None:
+    with pytest.raises(NatsError):
+        await admin_js.purge_stream(STREAM)
+    with pytest.raises(NatsError):
+        await admin_js.delete_msg(STREAM, 1)
+    config = StreamSettings().config()  # deny_* off: JetStream refuses to undo them
+    with pytest.raises(NatsError):
+        await admin_js.update_stream(config)
+    protected = StreamSettings().protected_config()
+    protected.allow_rollup_hdrs = True  # roll-ups need purges
+    with pytest.raises(NatsError):
+        await admin_js.update_stream(protected)
+    assert (await admin_js.stream_info(STREAM)).state.messages == 1
+
+
+async def test_provisioning_is_idempotent_and_keeps_the_data(
+    nats_url: str, material: Material, admin_js: JetStreamContext
+) -> None:
+    line = await provision(nats_url, material.clients["provisioner"])
+    assert "deny_delete True, deny_purge True, rollups False" in line
+    assert "1 messages" in line
+    line = await provision(nats_url, material.clients["provisioner"])
+    assert "1 messages" in line
+    # An ensure without the protections (the gateway's, in dev) keeps them.
+    async with connected(nats_url, material.clients["admin"]) as (nc, _, _):
+        info = await ensure_stream(nc.jetstream(), StreamSettings())
+    assert (info.config.deny_delete, info.config.deny_purge) == (True, True)
+    assert violations(material) == []
 
 
 async def test_a_connection_without_credentials_is_refused(nats_url: str) -> None:

@@ -35,6 +35,10 @@ wait_for() {  # wait_for <what> <command...>
 pids+=($!)
 wait_for "nats-server on port $nats_port" bash -c "exec 3<>/dev/tcp/127.0.0.1/$nats_port"
 
+# The admin step: create the stream (or bring it to the settings), deletes and purges denied.
+"$bin/python" -m contracts.provision 2>"$state/provision.log" >>"$state/provision.log" \
+  || { echo "provisioning the stream failed; see $state/provision.log" >&2; exit 1; }
+
 "$bin/python" -m publisher --source demo-1 --symbols AAPL,MSFT,GOOG,BRK.B --rate 2 \
   2>"$state/publisher-1.log" &
 pids+=($!)
