@@ -222,7 +222,7 @@ def test_no_secret_values_are_committed(overlay: str) -> None:
 def test_dev_is_one_nats_one_gateway_two_publishers() -> None:
     assert named("dev", "StatefulSet", "nats")["spec"]["replicas"] == 1
     (gateway,) = component("dev", "gateway")
-    assert gateway["spec"]["replicas"] == 1
+    assert gateway["spec"].get("replicas", 1) == 1
     assert not objects("dev", "HorizontalPodAutoscaler")
     assert len(component("dev", "publisher")) == 2
     assert config_map("dev", "price-stream")["STREAM_REPLICAS"] == "1"
@@ -362,12 +362,22 @@ def test_gateway_scales_and_spreads_for_long_lived_connections(overlay: str) -> 
     if overlay == "prod":
         hpa = named(overlay, "HorizontalPodAutoscaler", "gateway")["spec"]
         assert hpa["scaleTargetRef"]["name"] == "gateway"
-        assert 2 <= spec["replicas"] <= hpa["minReplicas"] < hpa["maxReplicas"]
+        assert 2 <= hpa["minReplicas"] < hpa["maxReplicas"]
         (metric,) = hpa["metrics"]
         assert metric["resource"]["name"] == "cpu"
         down = hpa["behavior"]["scaleDown"]
         assert down["stabilizationWindowSeconds"] >= 300
         assert down["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 300}]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_replica_count_where_an_autoscaler_owns_it(overlay: str) -> None:
+    """`kubectl apply` would reset the autoscaler's count to the manifest's at every apply."""
+    for hpa in objects(overlay, "HorizontalPodAutoscaler"):
+        target = hpa["spec"]["scaleTargetRef"]
+        scaled = named(overlay, target["kind"], target["name"])
+        assert "replicas" not in scaled["spec"], f"{overlay}: {target['name']} sets replicas"
+    assert objects("prod", "HorizontalPodAutoscaler"), "prod scales the gateway"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
