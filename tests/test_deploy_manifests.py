@@ -363,8 +363,9 @@ def test_gateway_scales_and_spreads_for_long_lived_connections(overlay: str) -> 
         hpa = named(overlay, "HorizontalPodAutoscaler", "gateway")["spec"]
         assert hpa["scaleTargetRef"]["name"] == "gateway"
         assert 2 <= hpa["minReplicas"] < hpa["maxReplicas"]
-        (metric,) = hpa["metrics"]
-        assert metric["resource"]["name"] == "cpu"
+        streams, cpu = hpa["metrics"]
+        assert cpu["resource"]["name"] == "cpu"
+        assert streams["type"] == "Pods"
         down = hpa["behavior"]["scaleDown"]
         assert down["stabilizationWindowSeconds"] >= 300
         assert down["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 300}]
@@ -378,6 +379,26 @@ def test_no_replica_count_where_an_autoscaler_owns_it(overlay: str) -> None:
         scaled = named(overlay, target["kind"], target["name"])
         assert "replicas" not in scaled["spec"], f"{overlay}: {target['name']} sets replicas"
     assert objects("prod", "HorizontalPodAutoscaler"), "prod scales the gateway"
+
+
+def test_the_autoscaler_scales_on_open_streams_per_pod_first_then_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Idle streams cost memory and file descriptors, not CPU: pods could be full (503) at
+    60 % CPU. The gauge the gateway exports, averaged per pod, well under its limit."""
+    settings = gateway_settings("prod", monkeypatch)
+    streams, cpu = named("prod", "HorizontalPodAutoscaler", "gateway")["spec"]["metrics"]
+    assert streams["type"] == "Pods"
+    assert streams["pods"]["metric"] == {"name": "gateway_open_streams"}
+    target = streams["pods"]["target"]
+    assert target["type"] == "AverageValue"
+    assert 0 < int(target["averageValue"]) <= settings.max_connections // 2
+    assert (cpu["type"], cpu["resource"]["name"]) == ("Resource", "cpu")
+    # The metric exists under this name (gateway/ exports it) and the README says what
+    # the adapter needs to serve it.
+    readme = (DEPLOY / "README.md").read_text()
+    assert "seriesQuery: 'gateway_open_streams" in readme
+    assert "custom.metrics.k8s.io" in readme
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
