@@ -31,21 +31,24 @@ def stream_settings(overlay: str) -> StreamSettings:
 
 
 def nats_environment(overlay: str) -> dict[str, str]:
-    """The variables the NATS pods get: literals as they are, each secret a fresh password."""
+    """The variables the NATS pods get, as the kubelet makes them: literals with `$(VAR)`
+    references to earlier variables expanded, each secret a fresh all-digit password (the
+    hardest case: nats.conf reads an unquoted `$VAR` of digits as a number)."""
     (container,) = containers(named(overlay, "StatefulSet", "nats"))
     env: dict[str, str] = {}
     for var in container.get("env", []):
         if "value" in var:
-            env[var["name"]] = var["value"]
+            env[var["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m[1]], var["value"])
         elif "secretKeyRef" in var["valueFrom"]:
-            env[var["name"]] = "p" + secrets.token_hex(12)
+            env[var["name"]] = str(10**19 + secrets.randbelow(10**19))
     env.pop("SERVER_NAME", None)  # each local node names itself
     return env
 
 
 def user(env: dict[str, str], name: str) -> dict[str, Any]:
-    """NATS settings of one of the config's users, or none where it has no users."""
-    password = env.get(f"{name.upper()}_NATS_PASSWORD")
+    """NATS settings of one of the config's users (the password as in the Secret), or none
+    where the config has no users."""
+    password = env.get(f"{name.upper()}_NATS_PASSWORD_SECRET")
     if not password:
         return {}
     return {"nats_user": name, "nats_password": password, "nats_inbox_prefix": f"_INBOX_{name}"}
