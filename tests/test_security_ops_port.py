@@ -3,11 +3,14 @@ cached answer, not one JetStream API call per probe; over real HTTP and a real n
 
 from __future__ import annotations
 
+import signal
+
 import httpx
 import pytest
 from nats.js import JetStreamContext
 
 from tests.conftest import RunningGateway, StartGateway
+from tests.processes import GatewayProcess
 from tests.servers import eventually, free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -62,3 +65,29 @@ async def test_readiness_answers_from_a_cache_not_one_stream_info_per_probe(
     # One check per second at most: 200 probes within a few seconds are a few calls
     # (the old gateway made 200); the bound leaves room for the live feed's own calls.
     assert calls < 50, calls
+
+
+async def test_the_command_takes_the_ops_port_from_its_variable(nats_url: str) -> None:
+    ops_port = free_port()
+    gateway = OpsPortProcess(nats_url, ops_port, env={"GATEWAY_OPS_PORT": str(ops_port)})
+    await gateway.start()  # ready on the ops port
+    try:
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{gateway.url}/readyz")).status_code == 404
+            assert (await client.get(f"{gateway.url}/symbols")).status_code == 200
+    finally:
+        assert await gateway.signal(signal.SIGTERM) == 0
+
+
+class OpsPortProcess(GatewayProcess):
+    """`python -m gateway` whose probes answer on the ops port."""
+
+    def __init__(self, nats_url: str, ops_port: int, env: dict[str, str]) -> None:
+        super().__init__(nats_url, env=env)
+        self.ops_url = f"http://127.0.0.1:{ops_port}"
+
+    async def ready(self) -> bool:
+        try:
+            return await ready(self.ops_url)
+        except httpx.TransportError:
+            return False

@@ -10,6 +10,7 @@ import pytest
 from nats.js import JetStreamContext
 
 from tests.conftest import RunningGateway, StartGateway
+from tests.sse_client import open_stream
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -74,3 +75,16 @@ async def test_past_the_bound_on_incomplete_requests_the_oldest_is_closed(
     assert answer.startswith(b"HTTP/1.1 200 "), answer
     for _, w in (oldest, *others, newest):
         w.close()
+
+
+async def test_a_stream_outlives_the_header_timeout(
+    start_gateway: StartGateway, js: JetStreamContext
+) -> None:
+    # Heartbeats every 0.2 s: ten of them take four header timeouts and more.
+    gateway = await start_gateway(header_timeout=0.5, heartbeat=0.2)
+    async with open_stream(gateway.url) as stream:
+        heartbeats = 0
+        while heartbeats < 10:
+            block = await stream.next_block()
+            assert block is not None, "the stream ended"
+            heartbeats += not block.data and bool(block.comments)
