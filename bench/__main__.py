@@ -14,11 +14,23 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import ROOT, BenchConfig, parse_args
+from bench.delivery import GATEWAY_ONLY
+from bench.delivery import WORKLOADS as DELIVERY_WORKLOADS
 from bench.environment import Environment
 from bench.loader import parse_rate
 from bench.processes import BenchError, Pinning, raise_open_files_limit
-from bench.report import gateway_lost_nothing, ratios, steps_table, summarise, table
+from bench.report import (
+    delivery_table,
+    gateway_lost_nothing,
+    ratios,
+    steps_table,
+    summarise,
+    table,
+)
 from bench.workloads import RESUMABLE, WORKLOADS
+
+ALL_WORKLOADS = {**WORKLOADS, **DELIVERY_WORKLOADS}
+SKIPPED = {"W3": "the naive baseline keeps no history", **GATEWAY_ONLY}
 
 LOG_TAIL = 3000
 
@@ -58,8 +70,8 @@ async def run_once(config: BenchConfig, pinning: Pinning) -> dict[str, dict[str,
     # Workload by workload, both targets back to back: outside noise hits both alike.
     for workload in config.workloads:
         for target in config.targets:
-            if workload == "W3" and target not in RESUMABLE:
-                run[target][workload] = {"skipped": "the naive baseline keeps no history"}
+            if workload in SKIPPED and target not in RESUMABLE:
+                run[target][workload] = {"skipped": SKIPPED[workload]}
                 continue
             print(f"{workload} on {target}", flush=True)
             started = time.monotonic()
@@ -68,7 +80,7 @@ async def run_once(config: BenchConfig, pinning: Pinning) -> dict[str, dict[str,
             try:
                 async with Environment(config, target, pinning) as env:
                     try:
-                        result = await WORKLOADS[workload](env, config)
+                        result = await ALL_WORKLOADS[workload](env, config)
                     finally:
                         log_tail = env.server.tail(LOG_TAIL)
                         gc_pauses = env.gc_pauses() if config.gc_probe else None
@@ -111,9 +123,10 @@ async def main(config: BenchConfig) -> int:
     output.write_text(json.dumps(report, indent=1) + "\n")
     print()
     print(table(summary, ratio))
-    if steps := steps_table(summary):
-        print()
-        print(steps)
+    for extra in (steps_table(summary), delivery_table(summary)):
+        if extra:
+            print()
+            print(extra)
     print(f"\nJSON: {output}")
     failed = any("error" in r for run in report["runs"] for t in run.values() for r in t.values())
     return 0 if report["zero_loss"] and not failed else 1

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = ("W1", "W2", "W3", "W4")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W1C", "W1S")
 TARGETS = ("gateway", "naive")
 
 
@@ -34,6 +34,14 @@ class BenchConfig:
     w4_seconds: float = 15.0
     w4_lifetime: float = 5.0
     w4_publish_rate: float = 50.0
+    conflate_ms: int = 250
+    conflate_tolerance_ms: float = 50.0
+    w1c_rates: tuple[float, ...] = (1000, 3000)
+    w1c_step_seconds: float = 10.0
+    w1s_rate: float = 2000.0
+    w1s_seconds: float = 30.0
+    w1s_read_bytes: int = 4096
+    w1s_read_pause: float = 0.25
     gateway_src: Path = ROOT
     gateway_args: tuple[str, ...] = ()
     pin: bool = True
@@ -62,6 +70,9 @@ QUICK: dict[str, Any] = {
     "w4_rate": 100.0,
     "w4_seconds": 4.0,
     "w4_lifetime": 2.0,
+    "w1c_rates": (500,),
+    "w1c_step_seconds": 3.0,
+    "w1s_seconds": 8.0,
 }
 
 
@@ -91,7 +102,11 @@ def parse_args(argv: Sequence[str]) -> BenchConfig:
         description="Benchmark the gateway (and a naive baseline) with loaders in other processes.",
     )
     add = parser.add_argument
-    add("--workloads", type=_names(WORKLOADS), help="comma-separated, default W1,W2,W3,W4")
+    add(
+        "--workloads",
+        type=_names(WORKLOADS),
+        help=f"comma-separated, default {','.join(WORKLOADS)}",
+    )
     add("--targets", type=_names(TARGETS), help="servers to measure, default gateway,naive")
     add("--quick", action="store_true", help="small sizes: a run of about two minutes")
     add("--symbols", type=int, help=f"symbols published ({defaults.symbols})")
@@ -114,6 +129,25 @@ def parse_args(argv: Sequence[str]) -> BenchConfig:
     add("--w4-seconds", type=float, help=f"W4 seconds of connecting ({defaults.w4_seconds})")
     add("--w4-lifetime", type=float, help=f"W4 seconds each client stays ({defaults.w4_lifetime})")
     add("--w4-publish-rate", type=float, help="W4 ticks/s published meanwhile")
+    add("--conflate-ms", type=int, help=f"W1C/W1S ?conflate= ({defaults.conflate_ms})")
+    add(
+        "--conflate-tolerance-ms",
+        type=float,
+        help="a conflated symbol's events may arrive this much closer than the interval "
+        f"(receive-time jitter; {defaults.conflate_tolerance_ms})",
+    )
+    add("--w1c-rates", type=_floats, help="W1C ticks/s, each run exact then conflated")
+    add(
+        "--w1c-step-seconds", type=float, help=f"W1C seconds per step ({defaults.w1c_step_seconds})"
+    )
+    add("--w1s-rate", type=float, help=f"W1S ticks/s ({defaults.w1s_rate})")
+    add("--w1s-seconds", type=float, help=f"W1S seconds per slow client ({defaults.w1s_seconds})")
+    add("--w1s-read-bytes", type=int, help=f"W1S bytes per read ({defaults.w1s_read_bytes})")
+    add(
+        "--w1s-read-pause",
+        type=float,
+        help=f"W1S seconds between reads ({defaults.w1s_read_pause})",
+    )
     add(
         "--gateway-src",
         type=Path,

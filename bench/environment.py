@@ -250,6 +250,7 @@ class Environment:
         if answer["unacked"] or answer["failed"]:
             raise BenchError(f"publisher: {answer['unacked']} unacked, {answer['failed']} failed")
         ticks = [[self.key_of(t), t[2]] for t in answer["ticks"]]
+        answer["stored"] = ticks  # (key, symbol) of every stored tick
         if ticks:
             self.last_key = max(self.last_key, max(k for k, _ in ticks))
         await self.each(op="published", ticks=ticks)
@@ -312,7 +313,14 @@ class Environment:
         for answer in answers:
             hist.merge(answer["hist"], answer["max_latency"])
         merged: dict[str, Any] = {"hist": hist}
-        for name in ("window_events", "open", "closed_by_server", "body_ended", "resets"):
+        for name in (
+            "window_events",
+            "window_bytes",
+            "open",
+            "closed_by_server",
+            "body_ended",
+            "resets",
+        ):
             merged[name] = sum(a[name] for a in answers)
         errors: dict[str, int] = {}
         for answer in answers:
@@ -339,6 +347,11 @@ class Environment:
             if waited > timeout:
                 return await self.check(final=True), waited
             await asyncio.sleep(0.1)
+
+    async def gateway_counters(self, names: tuple[str, ...]) -> dict[str, float | None]:
+        """Unlabelled samples of the gateway's /metrics (None: absent, or no answer)."""
+        status, text = await http_get(self.port, "/metrics")
+        return {name: metric(text, name) if status == 200 else None for name in names}
 
     async def gateway_gauges(self) -> dict[str, float | None]:
         """Open streams and consumers as the gateway and NATS see them (gateway only)."""

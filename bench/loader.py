@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import uvloop
 
-from bench.checking import DeliveryCheck, PublishedLog, Tally
+from bench.checking import ConflatedCheck, DeliveryCheck, PublishedLog, Tally
 from bench.stats import BUCKETS_PER_SECOND
 from bench.wire import TIMESTAMP_FIELD, ProtocolError, ResponseDecoder
 
@@ -36,6 +36,7 @@ class Stats:
     def __init__(self) -> None:
         self.min_key = 0  # latencies are kept for keys >= min_key only
         self.window_events = 0
+        self.window_bytes = 0  # socket bytes read, HTTP and chunk framing included
         self.hist: dict[int, int] = {}
         self.max_latency = 0.0
         self.timestamps: dict[bytes, float] = {}  # raw timestamp -> epoch seconds
@@ -43,6 +44,7 @@ class Stats:
     def reset(self, min_key: int) -> None:
         self.min_key = min_key
         self.window_events = 0
+        self.window_bytes = 0
         self.hist = {}
         self.max_latency = 0.0
 
@@ -65,6 +67,7 @@ class Connection(asyncio.Protocol):
         request: bytes,
         symbols: frozenset[int],
         target: int,
+        conflate: tuple[float, float] | None = None,
     ) -> None:
         self.loader = loader
         self.ident = ident
@@ -72,7 +75,15 @@ class Connection(asyncio.Protocol):
         self.target = target  # note the time the target-th event arrives (0: no target)
         self.decoder = ResponseDecoder()
         self.keys: array[int] = array("q")
-        self.check = DeliveryCheck(symbols)
+        # A conflated client (conflate: interval, tolerance in seconds) also keeps each
+        # event's receive time and its tick's publish time, for the interval rule.
+        self.times: array[float] | None = None
+        self.stamps: array[float] | None = None
+        self.check: DeliveryCheck | ConflatedCheck = DeliveryCheck(symbols)
+        if conflate is not None:
+            self.times = array("d")
+            self.stamps = array("d")
+            self.check = ConflatedCheck(symbols, *conflate)
         self.transport: asyncio.Transport | None = None
         self.started = time.perf_counter()
         self.first_byte: float | None = None  # seconds from connect start to the first body byte
@@ -94,6 +105,7 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now = time.time()
+        self.loader.stats.window_bytes += len(data)
         decoder = self.decoder
         try:
             blocks = decoder.feed(data)
@@ -153,7 +165,22 @@ class Connection(asyncio.Protocol):
                 self.resets += 1
         if events:
             stats.window_events += events
+            if self.times is not None:
+                self._time(blocks, now, events)
             self._progress(last)
+
+    def _time(self, blocks: list[bytes], now: float, events: int) -> None:
+        """A conflated client's receive and publish times of the events just taken."""
+        assert self.times is not None
+        assert self.stamps is not None
+        self.times.extend(array("d", (now,)) * events)
+        stats = self.loader.stats
+        for block in blocks:
+            if block[:4] == b"id: ":
+                at = block.find(TIMESTAMP_FIELD) + _TS_OFFSET
+                raw = block[at : block.find(b'"', at)]
+                published = stats.timestamps.get(raw)
+                self.stamps.append(published if published is not None else stats.remember(raw))
 
     def _progress(self, last: bytes) -> None:
         self.last_id = last[4 : last.find(b"\n")]
@@ -290,8 +317,14 @@ class Loader:
             f"GET {spec['path']} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             f"Accept: text/event-stream\r\n{headers}\r\n"
         ).encode()
+        conflate = spec.get("conflate")  # [interval, tolerance] in seconds
         conn = Connection(
-            self, spec["id"], request, frozenset(spec.get("symbols", ())), spec.get("target", 0)
+            self,
+            spec["id"],
+            request,
+            frozenset(spec.get("symbols", ())),
+            spec.get("target", 0),
+            (conflate[0], conflate[1]) if conflate else None,
         )
         self.connections[conn.ident] = conn
         loop = asyncio.get_running_loop()
@@ -313,6 +346,7 @@ class Loader:
                 errors[conn.error] = errors.get(conn.error, 0) + 1
         return {
             "window_events": self.stats.window_events,
+            "window_bytes": self.stats.window_bytes,
             "hist": self.stats.hist,
             "max_latency": self.stats.max_latency,
             "open": sum(not c.closed for c in conns),
@@ -330,7 +364,7 @@ class Loader:
         for conn in self.connections.values():
             if conn.decoder.status != 200:
                 continue
-            conn.check.advance(conn.keys, self.log)
+            conn.check.advance(conn.keys, self.log, conn.times, conn.stamps)
             end = conn.check.last if conn.closed else self.log.last_key
             total.add(conn.check.tally(self.log, end, final=final, closed=conn.closed))
         return total

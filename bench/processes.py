@@ -122,12 +122,14 @@ class CpuMeter:
                 total += cpu_seconds(pid)
         return total
 
-    def percent(self) -> dict[str, float]:
+    def sample(self) -> tuple[float, dict[str, float]]:
+        """Wall seconds since the start, and each process's CPU seconds over them."""
         wall = time.monotonic() - self.started
-        return {
-            name: round(100 * (self._cpu(p) - self.before[name]) / wall, 1)
-            for name, p in self.pids.items()
-        }
+        return wall, {name: self._cpu(p) - self.before[name] for name, p in self.pids.items()}
+
+    def percent(self) -> dict[str, float]:
+        wall, used = self.sample()
+        return {name: round(100 * seconds / wall, 1) for name, seconds in used.items()}
 
 
 class Process:

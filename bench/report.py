@@ -8,7 +8,17 @@ from typing import Any
 
 from bench.stats import median
 
-LOSS_KINDS = ("lost", "undelivered", "duplicated", "unexpected", "out_of_order")
+LOSS_KINDS = (
+    "lost",
+    "undelivered",
+    "duplicated",
+    "unexpected",
+    "out_of_order",
+    # Conflated clients (W1C, W1S): a symbol's events closer than the interval less the
+    # tolerance, and a symbol whose last published tick never arrived.
+    "too_soon",
+    "last_tick_missing",
+)
 # Headlines where the gateway is compared with the naive baseline, and which way is better.
 RATIOS = {
     "w1_max_deliveries_per_s": "higher",
@@ -97,6 +107,60 @@ def _w4(w4: dict[str, Any], out: dict[str, Any], losses: dict[str, int]) -> None
     _count_loss(losses, w4["loss"])
 
 
+DELIVERY_FIGURES = {
+    "deliveries_per_s": "del/s",
+    "server_cpu_percent": "server %",
+    "cpu_us_per_tick": "CPU us/tick",
+    "cpu_us_per_delivery": "CPU us/del",
+    "bytes_per_tick": "B/tick",
+    "p99_ms": "p99 ms",
+    "conflated_away": "conflated away",
+}
+
+
+def _conflated_loss(loss: dict[str, Any]) -> dict[str, int]:
+    """A conflated client's faults: skipped ticks are its due, a missing last tick is not."""
+    out = {k: loss.get(k, 0) for k in ("lost", "duplicated", "unexpected", "out_of_order")}
+    out["too_soon"] = loss.get("too_soon", 0)
+    out["last_tick_missing"] = loss.get("undelivered", 0)
+    return out
+
+
+def _w1c(w1c: dict[str, Any], out: dict[str, Any], losses: dict[str, int]) -> None:
+    gaps = []
+    for step in w1c["steps"]:
+        rate = int(step["rate_target"])
+        for mode in ("exact", "conflated"):
+            figures = step[mode]
+            for name in DELIVERY_FIGURES:
+                value = figures["latency"]["p99_ms"] if name == "p99_ms" else figures.get(name)
+                out[f"w1c_{rate}_{mode}_{name}"] = value
+        for name, value in step["ratios"].items():
+            out[f"w1c_{rate}_ratio_{name}"] = value
+        _count_loss(losses, step["exact"]["loss"])
+        _count_loss(losses, _conflated_loss(step["conflated"]["loss"]))
+        if (gap := step["conflated"]["loss"].get("min_gap_ms")) is not None:
+            gaps.append(gap)
+    out["w1c_conflated_min_gap_ms"] = min(gaps, default=None)
+    out["w1c_conflated_gaps_under"] = sum(
+        s["conflated"]["loss"].get("gaps_under", 0) for s in w1c["steps"]
+    )
+
+
+def _w1s(w1s: dict[str, Any], out: dict[str, Any], losses: dict[str, int]) -> None:
+    for mode in ("conflated", "exact"):
+        run = w1s[mode]
+        out[f"w1s_{mode}_rss_slope_mb_per_min"] = run["rss"]["slope_mb_per_min"]
+        out[f"w1s_{mode}_rss_max_minus_min_mb"] = run["rss"]["max_minus_min_mb"]
+        out[f"w1s_{mode}_closed_by_server"] = run["closed_by_server"]
+        out[f"w1s_{mode}_live_fallbacks"] = run["live_fallbacks"]
+        out[f"w1s_{mode}_slow_client_disconnects"] = run["slow_client_disconnects"]
+    _count_loss(losses, _conflated_loss(w1s["conflated"]["loss"]))
+    exact = dict(w1s["exact"]["loss"])
+    exact.pop("undelivered", None)  # a slow exact client that fell behind is the expected case
+    _count_loss(losses, exact)
+
+
 Figures = Callable[[dict[str, Any], dict[str, Any], dict[str, int]], None]
 # Each workload's figures, in the order they are printed, if its result has `required`.
 WORKLOAD_FIGURES: tuple[tuple[str, str, Figures], ...] = (
@@ -104,6 +168,8 @@ WORKLOAD_FIGURES: tuple[tuple[str, str, Figures], ...] = (
     ("W2", "levels", _w2),
     ("W3", "runs", _w3),
     ("W4", "connect", _w4),
+    ("W1C", "steps", _w1c),
+    ("W1S", "conflated", _w1s),
 )
 
 
@@ -150,7 +216,8 @@ def _cell(value: Any) -> str:
 
 
 STEP_KEY = re.compile(r"w1_(\d+)_(.+)")
-WORKLOAD_KEY = re.compile(r"w\d_")
+DELIVERY_KEY = re.compile(r"w1c_(\d+)_(exact|conflated|ratio)_(.+)")
+WORKLOAD_KEY = re.compile(r"w\d[a-z]?_")
 STEP_COLUMNS = {
     "deliveries_per_s": "del/s",
     "p50_ms": "p50 ms",
@@ -166,7 +233,12 @@ STEP_COLUMNS = {
 def table(summary: dict[str, dict[str, Any]], ratio: dict[str, float | None]) -> str:
     """The headlines, one column per target; W1's per-rate figures are in `steps_table`."""
     targets = sorted(summary)
-    seen = dict.fromkeys(k for t in targets for k in summary[t] if not STEP_KEY.fullmatch(k))
+    seen = dict.fromkeys(
+        k
+        for t in targets
+        for k in summary[t]
+        if not STEP_KEY.fullmatch(k) and not DELIVERY_KEY.fullmatch(k)
+    )
     # Workload by workload (w1_..., w2_...), then the loss counts and errors.
     keys = sorted(seen, key=lambda k: k[1] if WORKLOAD_KEY.match(k) else "9")
     head = ["figure (median)", *targets] + (["gateway/naive"] if len(targets) > 1 else [])
@@ -191,6 +263,19 @@ def steps_table(summary: dict[str, dict[str, Any]]) -> str:
     return _render(rows) if len(rows) > 1 else ""
 
 
+def delivery_table(summary: dict[str, dict[str, Any]]) -> str:
+    """W1C by publish rate: exact, conflated and conflated/exact, one row each."""
+    figures = summary.get("gateway", {})
+    rates = sorted({int(m[1]) for k in figures if (m := DELIVERY_KEY.fullmatch(k))})
+    rows = [["W1C ticks/s", "delivery", *DELIVERY_FIGURES.values()]]
+    for rate in rates:
+        for mode in ("exact", "conflated", "ratio"):
+            cells = [_cell(figures.get(f"w1c_{rate}_{mode}_{name}")) for name in DELIVERY_FIGURES]
+            label = "conflated/exact" if mode == "ratio" else mode
+            rows.append([f"{rate:,}", label, *cells])
+    return _render(rows) if len(rows) > 1 else ""
+
+
 def _render(rows: Iterable[list[str]]) -> str:
     rows = list(rows)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -208,4 +293,5 @@ def _render(rows: Iterable[list[str]]) -> str:
 
 def gateway_lost_nothing(summary: dict[str, dict[str, Any]]) -> bool:
     figures = summary.get("gateway", {})
-    return not any(figures.get(k) for k in ("lost", "duplicated", "unexpected", "out_of_order"))
+    faults = ("lost", "duplicated", "unexpected", "out_of_order", "too_soon", "last_tick_missing")
+    return not any(figures.get(k) for k in faults)
