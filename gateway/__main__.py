@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import resource
 import sys
 
 from contracts.logs import configure_logging
@@ -15,11 +16,39 @@ from gateway.settings import PROG, from_environment
 logger = logging.getLogger("gateway")
 
 GC_THRESHOLDS = (50_000, 20, 100)  # CPython's defaults: (700, 10, 10)
+# File descriptors besides the streams' sockets: NATS, the listening sockets, probes and
+# scrapes, connections still sending their headers, log and key files.
+FD_MARGIN = 1024
+
+
+def raise_open_files_limit(max_connections: int) -> str | None:
+    """Raise the soft limit of open files to the hard one (containerd 2.x starts
+    containers at a soft 1,024, so streams past ~1,000 failed with EMFILE, and the probes
+    with them); the reason not to start when the hard limit cannot hold
+    `max_connections` plus FD_MARGIN."""
+    nofile = resource.RLIMIT_NOFILE
+    soft, hard = resource.getrlimit(nofile)
+    need = max_connections + FD_MARGIN
+    unlimited = resource.RLIM_INFINITY
+    if hard != unlimited and hard < need:
+        return (
+            f"the open files hard limit ({hard}) cannot hold --max-connections "
+            f"{max_connections} plus {FD_MARGIN}: raise it (ulimit -Hn, the container "
+            "runtime's nofile) or lower --max-connections"
+        )
+    # Linux caps a soft limit at fs.nr_open, so an unlimited hard one is not the target.
+    target = hard if hard != unlimited else max(soft, need)
+    if soft != unlimited and soft < target:
+        resource.setrlimit(nofile, (target, hard))
+    return None
 
 
 def main(argv: list[str]) -> int:
     settings = from_environment(argv)
     configure_logging(settings.log_level)
+    if problem := raise_open_files_limit(settings.max_connections):
+        sys.stderr.write(f"{PROG}: error: {problem}\n")
+        return 2
     try:  # builds the authenticator, which reads the key files
         app = build_app(settings)
     except SettingsError as exc:  # one line and status 2, as for any other bad setting
