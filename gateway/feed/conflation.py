@@ -30,6 +30,7 @@ class ConflatingOutbox:
     __slots__ = (
         "_interval",
         "_metrics",
+        "_replaced",
         "_sent_at",
         "_slots",
         "due",
@@ -43,6 +44,7 @@ class ConflatingOutbox:
         self.subjects = subjects
         self._interval = interval
         self._metrics = metrics
+        self._replaced = 0  # counted here per event, into the metric per release (cheaper)
         self._slots: dict[str, LiveEvent] = {}  # subject -> its latest event not sent yet
         self._sent_at: dict[str, float] = {}  # subject -> loop time of its last release
         self.due = False
@@ -56,7 +58,7 @@ class ConflatingOutbox:
         if held is not None:
             if held.sequence >= event.sequence:
                 return False  # an older one, from the other source of a splice
-            self._metrics.events_conflated.inc()
+            self._replaced += 1
         slots[event.subject] = event
         if self.due:
             return False
@@ -67,6 +69,9 @@ class ConflatingOutbox:
         self, after: int, now: float, through: float = math.inf
     ) -> tuple[Sequence[LiveEvent], float | None]:
         slots = self._slots
+        if self._replaced:
+            self._metrics.events_conflated.inc(self._replaced)
+            self._replaced = 0
         if not slots:
             return (), None
         interval = self._interval
