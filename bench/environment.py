@@ -129,7 +129,7 @@ class Environment:
             "--port",
             str(self.port),
             "--max-connections",
-            "20000",
+            "19500",
             "--heartbeat",
             "15",
             "--log-level",

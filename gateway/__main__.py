@@ -17,8 +17,9 @@ logger = logging.getLogger("gateway")
 
 GC_THRESHOLDS = (50_000, 20, 100)  # CPython's defaults: (700, 10, 10)
 # File descriptors besides the streams' sockets: NATS, the listening sockets, probes and
-# scrapes, connections still sending their headers, log and key files.
-FD_MARGIN = 1024
+# scrapes, log and key files. Connections still sending their headers are bounded apart
+# (--max-incomplete-requests): an operator sizing the hard limit adds that too.
+FD_MARGIN = 256
 
 
 def raise_open_files_limit(max_connections: int) -> str | None:
