@@ -64,8 +64,9 @@ class Settings(CommonSettings):
     pull_batch: int = setting(256, "messages asked of JetStream per pull request")
     shared_feed: bool = setting(
         True,
-        "serve caught-up clients from one live consumer per process (false: each client "
-        "reads its own consumer for good)",
+        "serve caught-up clients from one live consumer per process (false: each client of "
+        "every tick reads its own consumer for good; conflated and delayed ones still use "
+        "the feeds)",
     )
     coalesce: float = setting(
         0.02,
@@ -83,8 +84,9 @@ class Settings(CommonSettings):
     )
     ensure_stream: bool = setting(
         True,
-        "create or update the stream at start (false: wait for the publishers to provision "
-        "it, and the gateway's NATS user needs no stream-management permission)",
+        "create or update the stream at start (false: wait until it is provisioned, e.g. by "
+        "python -m contracts.provision; the gateway's NATS user then needs no "
+        "stream-management permission)",
     )
     auth_jwt_secret: str = setting(
         "",
