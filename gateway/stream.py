@@ -89,8 +89,10 @@ class PriceStream:
         loop = asyncio.get_running_loop()
         expiry = self._end_at_expiry(feed, loop)
         try:
-            headers = [*HEADERS, *delivery.headers(), *self.extra_headers]
-            await sink.begin(headers, head, settings.send_timeout)
+            # A temporary: this frame lasts as long as the stream, and the headers need not.
+            await sink.begin(
+                [*HEADERS, *delivery.headers(), *self.extra_headers], head, settings.send_timeout
+            )
             self.extra_headers = ()  # sent; not kept for the life of the stream
             feed.last_write = loop.time()
             if (direct := sink.direct) is not None:
