@@ -79,7 +79,7 @@ async def test_each_overlays_nats_takes_the_stream_it_configures(
             common_settings(overlay), nats_url=cluster.urls(), **user(env, "provisioner")
         )
         for _ in range(2):
-            assert "deny_purge True" in await provision(provisioner, wait=10)
+            assert (await provision(provisioner, wait=10)).config.deny_purge
         admin = user(env, "admin")
         nc = await cluster.connect("check", admin.get("nats_user"), admin.get("nats_password"))
         try:

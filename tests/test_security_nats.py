@@ -4,6 +4,7 @@ the prod config may do what its program does and nothing more."""
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -74,12 +75,17 @@ async def nats_server(tmp_path: Path, material: Material) -> AsyncIterator[NatsS
         yield server
 
 
-async def provision(nats_url: str, settings: dict[str, Any]) -> str:
-    """`python -m contracts.provision` as the Job runs it, with these NATS settings."""
+async def provision(nats_url: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """`python -m contracts.provision` as the Job runs it, with these NATS settings; its
+    log line saying what the stream now is."""
     env = {"NATS_URL": nats_url, **{name.upper(): value for name, value in settings.items()}}
-    status, out, err = await run_command("-m", "contracts.provision", env=env)
+    status, _out, err = await run_command("-m", "contracts.provision", env=env)
     assert status == 0, err
-    return out
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    done = [line for line in lines if line.get("message") == "stream provisioned"]
+    assert len(done) == 1, err
+    result: dict[str, Any] = done[0]
+    return result
 
 
 @pytest.fixture
@@ -391,10 +397,10 @@ async def test_provisioning_is_idempotent_and_keeps_the_data(
     nats_url: str, material: Material, admin_js: JetStreamContext
 ) -> None:
     line = await provision(nats_url, material.clients["provisioner"])
-    assert "deny_delete True, deny_purge True, rollups False" in line
-    assert "1 messages" in line
+    assert (line["deny_delete"], line["deny_purge"], line["rollups"]) == (True, True, False)
+    assert line["messages"] == 1
     line = await provision(nats_url, material.clients["provisioner"])
-    assert "1 messages" in line
+    assert line["messages"] == 1
     # An ensure without the protections (the gateway's, in dev) keeps them.
     async with connected(nats_url, material.clients["admin"]) as (nc, _, _):
         info = await ensure_stream(nc.jetstream(), StreamSettings())
