@@ -13,11 +13,12 @@ import pytest
 from nats.js import JetStreamContext
 
 from tests.conftest import RunningGateway, StartGateway
+from tests.problems import assert_problem
 from tests.scrape import scrape
 from tests.servers import eventually
 from tests.sse_client import open_stream
 from tests.ticks import client_consumers, event_id, publish
-from tests.timed_events import Received, assert_problem, collecting, request
+from tests.timed_events import Received, collecting, request
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -79,9 +80,12 @@ async def test_the_last_tick_of_every_symbol_arrives_within_one_interval_of_a_bu
         assert r.at - burst_end < 0.5 + 0.5, r
 
 
+@pytest.mark.parametrize("shared_feed", [True, False], ids=["shared-feed", "own-consumers"])
 async def test_the_latest_tick_is_sent_not_the_first_or_a_queued_one(
-    gateway: RunningGateway, js: JetStreamContext
+    start_gateway: StartGateway, js: JetStreamContext, shared_feed: bool
 ) -> None:
+    # Without the shared feed too: a conflated stream must still conflate there.
+    gateway = await start_gateway(shared_feed=shared_feed)
     params = {"symbols": "AAPL", "conflate": "2000"}
     async with open_stream(gateway.url, params) as stream, collecting(stream) as events:
         # The first goes at once (nothing sent for AAPL yet); the other 49 land within
@@ -93,21 +97,6 @@ async def test_the_latest_tick_is_sent_not_the_first_or_a_queued_one(
         await events.count(2, within=4.0)
         await events.quiet(0.5)
     assert prices(events.received) == [("AAPL", 1.0), ("AAPL", 50.0)]
-
-
-async def test_conflation_holds_on_a_gateway_without_the_shared_feed(
-    start_gateway: StartGateway, js: JetStreamContext
-) -> None:
-    gateway = await start_gateway(shared_feed=False)
-    params = {"symbols": "AAPL", "conflate": "1000"}
-    async with open_stream(gateway.url, params) as stream, collecting(stream) as events:
-        await publish(js, "AAPL", "1")
-        await events.count(1)
-        for i in range(2, 21):
-            await publish(js, "AAPL", f"{i}")
-        await events.count(2, within=3.0)
-        await events.quiet(0.5)
-    assert prices(events.received) == [("AAPL", 1.0), ("AAPL", 20.0)]
 
 
 async def test_a_tick_after_a_quiet_spell_goes_out_at_once(

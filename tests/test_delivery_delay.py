@@ -10,10 +10,11 @@ import pytest
 from nats.js import JetStreamContext
 
 from tests.conftest import RunningGateway, StartGateway
+from tests.problems import assert_problem
 from tests.scrape import scrape
 from tests.sse_client import open_stream
 from tests.ticks import client_consumers, event_id, publish
-from tests.timed_events import Received, assert_problem, collecting, request, stored_at
+from tests.timed_events import Received, collecting, request, stored_at
 
 pytestmark = pytest.mark.timeout(60)
 

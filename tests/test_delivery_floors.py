@@ -9,9 +9,10 @@ import pytest
 from nats.js import JetStreamContext
 
 from tests.conftest import RunningGateway, StartGateway
+from tests.problems import assert_problem
 from tests.sse_client import open_stream
 from tests.ticks import publish
-from tests.timed_events import assert_problem, collecting, request, stored_at
+from tests.timed_events import collecting, request, stored_at
 from tests.tokens import AUTH, bearer, mint
 
 pytestmark = pytest.mark.timeout(60)

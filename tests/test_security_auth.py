@@ -20,6 +20,7 @@ from gateway.auth.keys import KeyConfigError
 from gateway.auth.tokens import Authenticator
 from gateway.settings import Settings
 from tests.conftest import RunningGateway, StartGateway
+from tests.problems import assert_problem
 from tests.processes import run_command
 from tests.sse_client import open_stream
 from tests.ticks import client_consumers, event_id, publish
@@ -58,17 +59,6 @@ async def get(
         if response.headers["content-type"] != "text/event-stream":
             await response.aread()
         return response
-
-
-def assert_problem(response: httpx.Response, status: int, *named: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert {"type", "title", "detail"} <= body.keys()
-    for text in named:
-        assert text in body["detail"], body["detail"]
-    return body
 
 
 def _part(value: dict[str, Any] | bytes) -> str:

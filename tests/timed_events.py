@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 from nats.js import JetStreamContext
@@ -108,15 +107,3 @@ async def request(
         if response.headers.get("content-type") != "text/event-stream":
             await response.aread()
         return response
-
-
-def assert_problem(response: httpx.Response, status: int, *named: str) -> dict[str, Any]:
-    """An RFC 9457 problem of `status` whose detail names each of `named`."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert {"type", "title", "detail"} <= body.keys()
-    for text in named:
-        assert text in body["detail"], body["detail"]
-    return body
