@@ -145,14 +145,24 @@ def test_monitoring_renders_with_a_scrape_job_named_as_the_alerts_expect() -> No
     objects = {doc["kind"]: doc for doc in yaml.safe_load_all(result.stdout) if doc}
     assert set(objects) == {"PrometheusRule", "ServiceMonitor", "ConfigMap"}
     base = list(yaml.safe_load_all((ROOT / "deploy" / "base" / "gateway.yaml").read_text()))
-    (service,) = [o for o in base if o["kind"] == "Service" and o["metadata"]["name"] == "gateway"]
     monitor = objects["ServiceMonitor"]["spec"]
-    # The operator names the job after the Service: job="gateway" in every gateway alert.
-    assert "jobLabel" not in monitor
-    assert service["metadata"]["name"] == "gateway"
-    assert monitor["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    selector = monitor["selector"]["matchLabels"].items()
+    # It selects the ops Service alone (the ops port; the main one answers 404 for /metrics).
+    (service,) = [
+        o for o in base if o["kind"] == "Service" and selector <= o["metadata"]["labels"].items()
+    ]
+    assert service["metadata"]["name"] == "gateway-ops"
     (endpoint,) = monitor["endpoints"]
     assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+    (deployment,) = [o for o in base if o["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    (target,) = [port["targetPort"] for port in service["spec"]["ports"]]
+    assert target == "ops"
+    assert ports["ops"] != ports["http"]
+    # The operator names the job after the Service unless jobLabel names one of its labels:
+    # job="gateway" in every gateway alert.
+    assert service["metadata"]["labels"][monitor["jobLabel"]] == "gateway"
     for _, rule in rules():
         jobs = set(re.findall(r'job="([^"]+)"', rule["expr"]))
         assert jobs <= {"gateway"}, rule["alert"]

@@ -41,6 +41,8 @@ SECRET = "nats-credentials"
 GRACE_MARGIN = 5
 
 Object = dict[str, Any]
+# Read by uvicorn itself, not a gateway setting: the proxies whose X-Forwarded-For it trusts.
+OTHER_VARIABLES = {"gateway": {"FORWARDED_ALLOW_IPS"}}
 
 
 @cache
@@ -307,26 +309,37 @@ def test_probes_hit_routes_the_gateway_serves(overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_ports_agree_with_the_gateways_port_setting(
+def test_ports_agree_with_the_gateways_port_settings(
     overlay: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Probes and scrapes on the ops port; the Service, Ingress and the ingress controller's
+    network path on the main port alone (the main port answers 404 for the ops routes)."""
     settings = gateway_settings(overlay, monkeypatch)
     assert settings.host == "0.0.0.0"
+    assert settings.ops_port not in (0, settings.port)
     (deployment,) = component(overlay, "gateway")
     (container,) = containers(deployment)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": settings.port}
+    assert ports == {"http": settings.port, "ops": settings.ops_port}
     for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
-        assert container[kind]["httpGet"]["port"] in ("http", settings.port)
+        assert container[kind]["httpGet"]["port"] in ("ops", settings.ops_port)
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/port"] == str(settings.port)
+    assert annotations["prometheus.io/port"] == str(settings.ops_port)
     service = named(overlay, "Service", "gateway")
     (service_port,) = service["spec"]["ports"]
     assert service_port["targetPort"] in ("http", settings.port)
+    ops = named(overlay, "Service", "gateway-ops")
+    assert [p["targetPort"] for p in ops["spec"]["ports"]] == ["ops"]
+    assert ops["spec"]["clusterIP"] == "None"  # no virtual address another object could route to
     backend = named(overlay, "Ingress", "gateway")["spec"]["rules"][0]["http"]["paths"][0]
     assert backend["backend"]["service"] == {"name": "gateway", "port": {"name": "http"}}
-    policy = named(overlay, "NetworkPolicy", "gateway")
-    assert [p["port"] for p in policy["spec"]["ingress"][0]["ports"]] == [settings.port]
+    policy = named(overlay, "NetworkPolicy", "gateway")["spec"]["ingress"]
+    by_port = {tuple(p["port"] for p in rule["ports"]): rule["from"] for rule in policy}
+    assert set(by_port) == {(settings.port,), (settings.ops_port,)}
+    (scraper,) = by_port[(settings.ops_port,)]
+    assert scraper["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -456,7 +469,8 @@ def test_every_variable_is_a_documented_setting_with_a_valid_value(
         for deployment in component(overlay, command):
             for container in containers(deployment):
                 env = environment(overlay, container)
-                unknown = set(env) - documented_variables(command)
+                known = documented_variables(command) | OTHER_VARIABLES.get(command, set())
+                unknown = set(env) - known
                 assert not unknown, f"{deployment['metadata']['name']}: not settings: {unknown}"
                 with monkeypatch.context() as scoped:
                     _load(command, env, scoped)  # exits 2 on a value out of range
