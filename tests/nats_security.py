@@ -10,15 +10,23 @@ import json
 import re
 import secrets
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nats
 import nkeys  # type: ignore[import-untyped]  # no stubs or py.typed
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from contracts.nats_options import connect_options
+from contracts.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 PROD_CONFIG = ROOT / "deploy/overlays/prod/nats.conf"
@@ -29,18 +37,29 @@ INBOX_PREFIXES = {
     "gateway": "_INBOX_gateway",
     "provisioner": "_INBOX_provisioner",
 }
+# JetStream API requests that are refused get no answer: time out soon.
+REFUSED_TIMEOUT = 0.5
 
 
 def authorization_block(conf: str) -> str:
-    """The `authorization { ... }` block of a nats.conf, from its first line to its brace."""
-    match = re.search(r"^authorization\s*\{", conf, re.M)
-    assert match is not None, "no authorization block"
+    """The users' block of a nats.conf, `accounts { ... }` (or, with one account,
+    `authorization { ... }`), from its first line to its brace."""
+    match = re.search(r"^(?:accounts|authorization)\s*\{", conf, re.M)
+    assert match is not None, "no accounts or authorization block"
     depth = 0
     for end in range(match.start(), len(conf)):
         depth += {"{": 1, "}": -1}.get(conf[end], 0)
         if depth == 0 and conf[end] == "}":
             return conf[match.start() : end + 1]
-    raise AssertionError("the authorization block does not close")
+    raise AssertionError("the block does not close")
+
+
+def unmapped(block: str, subjects: list[str]) -> list[str]:
+    """`subjects` as a program sends them, before its account's `mappings` (which turn
+    $JS.API... into the imports' JS.PRICES.API...): what they are in one account."""
+    pairs = re.findall(r'^\s*"([^"]+)":\s*"([^"]+)"\s*$', block, re.M)
+    sources = {re.sub(r"\{\{wildcard\(\d+\)\}\}", "*", to): source for source, to in pairs}
+    return [sources.get(subject, subject) for subject in subjects]
 
 
 def allowed(block: str, user: str, direction: str) -> list[str]:
@@ -126,7 +145,8 @@ def tls_config(directory: Path) -> Material:
 
 def creds_config(directory: Path) -> Material:
     """Decentralized auth: an operator, an account with JetStream, and a user per program
-    whose JWT carries the prod config's permissions; the server resolves from memory."""
+    whose JWT carries the prod config's permissions as they read in that one account
+    (`unmapped`); the server resolves from memory."""
     operator, account = _seed(nkeys.PREFIX_BYTE_OPERATOR), _seed(nkeys.PREFIX_BYTE_ACCOUNT)
     unlimited: dict[str, Any] = {
         "subs": -1,
@@ -141,8 +161,9 @@ def creds_config(directory: Path) -> Material:
     clients = {}
     for user in ("publisher", "gateway", "provisioner"):
         seed = _seed(nkeys.PREFIX_BYTE_USER)
+        # One account: the prod accounts' imports are tested with users_config.
         permissions = {
-            "pub": {"allow": allowed(block, user, "publish")},
+            "pub": {"allow": unmapped(block, allowed(block, user, "publish"))},
             "sub": {"allow": allowed(block, user, "subscribe")},
         }
         jwt = _jwt(account, _public(seed), user, "user", unlimited | permissions)
@@ -165,6 +186,32 @@ def creds_config(directory: Path) -> Material:
         f"resolver_preload: {{ {preload} }}",
     )
     return Material(config, clients, {})
+
+
+@asynccontextmanager
+async def connected(
+    nats_url: str, settings: dict[str, Any]
+) -> AsyncIterator[tuple[NATS, JetStreamContext, list[str]]]:
+    """A nats-py client with `settings`' credentials, and the errors the server reports to it
+    (lower-cased, as nats-py words permission violations)."""
+    errors: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc).lower())
+
+    options = connect_options(CommonSettings(nats_url=nats_url, **settings))
+    nc = await nats.connect(nats_url, error_cb=on_error, allow_reconnect=False, **options)
+    try:
+        yield nc, nc.jetstream(timeout=REFUSED_TIMEOUT), errors
+    finally:
+        await nc.close()
+
+
+def violations(material: Material) -> list[str]:
+    """Permission violations the server logged."""
+    return [
+        line for line in server_log(material.config).read_text().splitlines() if "Violation" in line
+    ]
 
 
 def _write(directory: Path, text: str) -> Path:

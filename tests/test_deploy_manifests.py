@@ -245,7 +245,7 @@ def test_prod_is_a_three_node_jetstream_cluster_with_stream_replicas_three() -> 
     assert re.search(r"sync_interval:\s*always", conf), "durability chosen deliberately"
     # Clients reconnect through the Service; with credentials in NATS_URL, advertised node
     # addresses would come without them (tests/test_deploy_cluster.py).
-    assert re.search(r"^\s*authorization\s*\{", conf, re.M)
+    assert re.search(r"^accounts\s*\{", conf, re.M)
     assert re.search(r"^\s*no_advertise:\s*true", conf, re.M)
     (claim,) = nats["spec"]["volumeClaimTemplates"]
     assert claim["spec"]["resources"]["requests"]["storage"]

@@ -8,7 +8,6 @@ import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,6 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
-from contracts.nats_options import connect_options
-from contracts.settings import CommonSettings
 from contracts.stream import StreamSettings, ensure_stream
 from tests.cluster import PublisherProcess
 from tests.conftest import StartGateway
@@ -31,12 +28,14 @@ from tests.nats_security import (
     USERS,
     Material,
     authorization_block,
+    connected,
     creds_config,
     nkey_config,
     server_log,
     tls_config,
     token_config,
     users_config,
+    violations,
 )
 from tests.processes import run_command
 from tests.servers import NatsServer, eventually
@@ -54,8 +53,6 @@ CONFIGS: dict[str, Callable[[Path], Material]] = {
 SYMBOL = "AAPL"
 SOURCE = "sec-1"
 STREAM = "PRICES"
-# JetStream API requests that are refused get no answer: time out soon.
-REFUSED_TIMEOUT = 0.5
 
 StartPublisher = Callable[[dict[str, Any]], Awaitable[PublisherProcess]]
 Attempt = Callable[[NATS, JetStreamContext], Awaitable[object]]
@@ -129,25 +126,6 @@ async def start_publisher(
             await process.kill()
 
 
-@asynccontextmanager
-async def connected(
-    nats_url: str, settings: dict[str, Any]
-) -> AsyncIterator[tuple[NATS, JetStreamContext, list[str]]]:
-    """A nats-py client with `settings`' credentials, and the errors the server reports to it
-    (lower-cased, as nats-py words permission violations)."""
-    errors: list[str] = []
-
-    async def on_error(exc: Exception) -> None:
-        errors.append(str(exc).lower())
-
-    options = connect_options(CommonSettings(nats_url=nats_url, **settings))
-    nc = await nats.connect(nats_url, error_cb=on_error, allow_reconnect=False, **options)
-    try:
-        yield nc, nc.jetstream(timeout=REFUSED_TIMEOUT), errors
-    finally:
-        await nc.close()
-
-
 @pytest.fixture
 async def admin_js(nats_url: str, material: Material) -> AsyncIterator[JetStreamContext]:
     """The operators' user, with the stream provisioned and one tick in it."""
@@ -156,13 +134,6 @@ async def admin_js(nats_url: str, material: Material) -> AsyncIterator[JetStream
         await ensure_stream(js, StreamSettings(), protect=True)  # as the Job provisions it
         await publish(js, SYMBOL)
         yield js
-
-
-def violations(material: Material) -> list[str]:
-    """Permission violations the server logged."""
-    return [
-        line for line in server_log(material.config).read_text().splitlines() if "Violation" in line
-    ]
 
 
 async def readiness(url: str) -> tuple[int, str]:
