@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -93,6 +95,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.asyncio_tasks = Gauge(
+            "gateway_asyncio_tasks",
+            "asyncio tasks alive in the process, counted at scrape time (a leak shows as growth)",
+            registry=r,
+        )
+        self.asyncio_tasks.set_function(_asyncio_tasks)
         for conflated in ("false", "true"):
             for delayed in ("false", "true"):
                 self.streams_by_delivery.labels(conflated, delayed)
@@ -113,3 +121,11 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _asyncio_tasks() -> float:
+    """Tasks of the running loop; 0 when rendered outside one (a scrape runs in the loop)."""
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:
+        return 0.0

@@ -1,0 +1,1 @@
+"""Soak and chaos runs: the gateway over time and under faults, every history checked."""

@@ -1,0 +1,193 @@
+"""`python -m resilience.chaos` (`make chaos`): faults against a 3-node cluster, histories checked.
+
+A 3-node NATS cluster (tests.cluster) with the stream at 3 replicas, two gateways and two
+publishers on every node's URL, clients spread over both gateways (reconnecting to the
+next one with Last-Event-ID), and a seeded schedule of faults (resilience.schedule)
+played in real time. Then everything is started again, publishing stops, every client
+catches up, and every client's history is checked against what the stream stored. Exit 1
+if any history is not exact or a gateway died on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from resilience.crowd import Crowd, Mix
+from resilience.history import judge, read_stored
+from resilience.rig import STREAM, SUBJECTS, Gateway, Publisher, symbols
+from resilience.schedule import Fault, Shape, plan
+from tests.cluster import NatsCluster
+
+REPLICAS = "3"
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m resilience.chaos", description=__doc__)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seconds", type=float, default=180.0, help="how long faults are played")
+    p.add_argument("--gateways", type=int, default=2)
+    p.add_argument("--symbols", type=int, default=10)
+    p.add_argument("--rate", type=float, default=5.0, help="ticks/s per symbol")
+    p.add_argument("--steady", type=int, default=30)
+    p.add_argument("--resuming", type=int, default=30)
+    p.add_argument("--churn", type=float, default=1.0, help="short-lived clients per second")
+    p.add_argument("--symbols-per-client", type=int, default=3)
+    p.add_argument("--plan-only", action="store_true", help="print the schedule and exit")
+    p.add_argument("--json", type=Path, help="also write the report here")
+    return p.parse_args(argv)
+
+
+class Chaos:
+    def __init__(self, args: argparse.Namespace, directory: Path) -> None:
+        self.args = args
+        self.cluster = NatsCluster(directory / "nats")
+        url = self.cluster.urls()
+        extra = ["--stream-replicas", REPLICAS, "--drain-period", "1"]
+        self.gateways = [Gateway(f"gw{i}", url, directory, extra) for i in range(args.gateways)]
+        names = symbols(args.symbols)
+        self.publishers = [
+            Publisher(f"pub-{i}", url, names[i::2], args.rate, directory) for i in range(2)
+        ]
+        for publisher in self.publishers:
+            publisher.argv += ["--stream-replicas", REPLICAS]
+        mix = Mix(args.steady, args.resuming, 0, args.churn, args.symbols_per_client)
+        urls = [("127.0.0.1", g.port) for g in self.gateways]
+        self.crowd = Crowd(urls, names, mix, args.seed)
+        self.faults = plan(args.seed, Shape(args.seconds, args.gateways, 3, 2))
+        self.played: list[str] = []
+        self.died: list[str] = []  # gateways that exited without being told to
+        self.stopped: set[str] = set()  # gateways down on purpose until started again
+        self.coming_back: dict[str, asyncio.Task[None]] = {}  # restarts under way, by name
+
+    async def run(self) -> dict[str, Any]:
+        await self.cluster.start()
+        try:
+            for process in (*self.gateways, *self.publishers):
+                await process.start()
+            return await self._load()
+        finally:
+            for process in (*self.publishers, *self.gateways):
+                await process.stop(signal.SIGKILL)
+            await self.cluster.stop()
+
+    async def _load(self) -> dict[str, Any]:
+        nc = await self.cluster.connect("chaos")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.crowd.run())
+                await self._play()
+                await self.cluster.wait_healthy(within=60)
+                for publisher in self.publishers:
+                    await publisher.stop(signal.SIGTERM)
+                stored = await read_stored(nc.jetstream(), STREAM, SUBJECTS)
+                settled = await self.crowd.settle(stored)
+                self.crowd.stop()
+            return self._report(judge(self.crowd.histories(), stored), settled)
+        finally:
+            await nc.close()
+
+    async def _play(self) -> None:
+        """Each fault at its time; restarts run beside; returns once all are back up."""
+        started = time.monotonic()
+        async with asyncio.TaskGroup() as restarts:
+            for fault in self.faults:
+                await asyncio.sleep(max(0.0, started + fault.at - time.monotonic()))
+                self._notice_deaths()
+                self.played.append(f"{time.monotonic() - started:7.1f} s  {fault.describe()}")
+                await self._strike(fault, restarts)
+            await asyncio.sleep(max(0.0, started + self.args.seconds - time.monotonic()))
+        self._notice_deaths()
+
+    async def _strike(self, fault: Fault, restarts: asyncio.TaskGroup) -> None:
+        sig = signal.Signals[fault.signal]
+        if fault.kind == "publisher-restart":
+            await self.publishers[fault.target].restart(sig)
+            return
+        if fault.kind == "nats-kill":
+            name = f"n{fault.target}"
+            await self._back(name)
+            node = self.cluster.nodes[fault.target]
+            await node.kill()
+            start = node.start
+        else:
+            gateway = self.gateways[fault.target]
+            name = gateway.name
+            await self._back(name)
+            self.stopped.add(name)
+            await gateway.stop(sig)
+            start = gateway.start
+        self.coming_back[name] = restarts.create_task(self._later(fault.down, start, name))
+
+    async def _back(self, name: str) -> None:
+        """Wait until `name` is up again from an earlier fault (a slow start-up under load
+        makes a fault late rather than hit a process still starting)."""
+        if (task := self.coming_back.pop(name, None)) is not None:
+            await asyncio.shield(task)
+
+    async def _later(self, seconds: float, start: Callable[[], Awaitable[None]], name: str) -> None:
+        await asyncio.sleep(seconds)
+        await start()
+        self.stopped.discard(name)
+
+    def _notice_deaths(self) -> None:
+        """A gateway that exited without being told to is a failure (noted once; it stays
+        down until a fault of the schedule stops and starts it again)."""
+        for gateway in self.gateways:
+            process = gateway.process
+            if process is None or process.returncode is None or gateway.name in self.stopped:
+                continue
+            death = f"{gateway.name}: exit {process.returncode}"
+            if death not in self.died:
+                self.died.append(death)
+
+    def _report(self, verdict: Any, settled: float) -> dict[str, Any]:
+        passed = verdict.exact and not self.died
+        lines = [
+            f"chaos: seed {self.args.seed}, {self.args.seconds:.0f} s, {len(self.faults)} faults, "
+            f"{self.args.gateways} gateways, 3 NATS nodes (stream R{REPLICAS}), 2 publishers",
+            "faults played (actual time, planned time, what):",
+            *self.played,
+            self.crowd.describe(),
+            f"clients caught up {settled:.1f} s after publishing stopped",
+            verdict.describe(),
+            f"gateways that died on their own: {', '.join(self.died) or 'none'}",
+            f"verdict: {'PASS' if passed else 'FAIL'}",
+        ]
+        return {
+            "passed": passed,
+            "exact": verdict.exact,
+            "seed": self.args.seed,
+            "faults": [f.describe() for f in self.faults],
+            "tally": verdict.tally.__dict__,
+            "resets": verdict.resets,
+            "unjustified_resets": verdict.unjustified_resets,
+            "died": self.died,
+            "lines": lines,
+        }
+
+
+async def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    with tempfile.TemporaryDirectory(prefix="chaos-") as directory:
+        chaos = Chaos(args, Path(directory))
+        print(f"schedule (seed {args.seed}):", *(f.describe() for f in chaos.faults), sep="\n")
+        if args.plan_only:
+            return 0
+        report = await chaos.run()
+    print("\n".join(report["lines"]), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    return 0 if report["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
