@@ -61,9 +61,12 @@ class GatewayServer(uvicorn.Server):
     """On SIGTERM/SIGINT uvicorn stops accepting and waits for open responses to finish;
     SSE responses never finish by themselves, so the hub drains them first."""
 
-    def __init__(self, config: uvicorn.Config, app: GatewayApp) -> None:
+    def __init__(
+        self, config: uvicorn.Config, app: GatewayApp, ops_socket: socket.socket | None = None
+    ) -> None:
         super().__init__(config)
         self.hub = app.hub  # the app's lifespan runs it; the server only drains it
+        self.ops_socket = ops_socket  # bound already (a worker's), else bound at startup
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -77,13 +80,20 @@ class GatewayServer(uvicorn.Server):
         config = self.config
         protocol = header_bounds(self.hub.settings, HttpToolsProtocol)
         state = self.lifespan.state
+        loop = asyncio.get_running_loop()
+
+        def connection() -> HttpToolsProtocol:
+            return protocol(config, self.server_state, state)
+
         try:
-            server = await asyncio.get_running_loop().create_server(
-                lambda: protocol(config, self.server_state, state),
-                host=config.host,
-                port=port,
-                backlog=config.backlog,
-            )
+            if self.ops_socket is not None:
+                server = await loop.create_server(
+                    connection, sock=self.ops_socket, backlog=config.backlog
+                )
+            else:
+                server = await loop.create_server(
+                    connection, host=config.host, port=port, backlog=config.backlog
+                )
         except OSError as exc:  # as uvicorn does when it cannot bind the main port
             logger.error("cannot listen on the ops port", extra={"port": port, "error": str(exc)})
             for listening in self.servers:

@@ -19,6 +19,10 @@ def default_gateway_id() -> str:
     return f"{host}-{secrets.token_hex(3)}"
 
 
+MAX_WORKERS = 64
+MAX_WORKERS_ID = 48
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings(CommonSettings):
     host: str = setting("127.0.0.1", "interface to listen on (0.0.0.0 in a container)")
@@ -27,6 +31,12 @@ class Settings(CommonSettings):
         0,
         "port that alone serves /healthz, /readyz and /metrics, for probes and scrapers "
         "inside the cluster (0: none, the HTTP port serves them)",
+    )
+    workers: int = setting(
+        1,
+        "processes serving --port together (SO_REUSEPORT), each with its own NATS connection, "
+        "live feed and limits; above 1, a supervisor runs them, and needs --ops-port: worker "
+        "i answers /healthz, /readyz and /metrics on --ops-port + i",
     )
     gateway_id: str = setting("", "name of this process in consumer names (default: host-random)")
     heartbeat: float = setting(15.0, "seconds between keep-alive comments on an idle stream")
@@ -125,6 +135,7 @@ class Settings(CommonSettings):
             0 <= self.ops_port < 65536 and self.ops_port != self.port,
             f"--ops-port must be 0 or 1-65535 other than --port, not {self.ops_port}",
         )
+        self._check_workers()
         require(self.heartbeat > 0, "--heartbeat must be > 0")
         require(self.retry > 0, "--retry must be > 0")
         require(self.inactive_threshold >= 1, "--inactive-threshold must be >= 1 second")
@@ -145,6 +156,26 @@ class Settings(CommonSettings):
         require(self.max_message_bytes >= 256, "--max-message-bytes must be >= 256")
         self._check_auth()
         self._check_browser()
+
+    def _check_workers(self) -> None:
+        require(1 <= self.workers <= MAX_WORKERS, f"--workers must be 1-{MAX_WORKERS}")
+        if self.workers == 1:
+            return
+        last = self.ops_port + self.workers - 1
+        require(
+            self.ops_port != 0,
+            "--workers above 1 needs --ops-port: worker i answers /metrics on --ops-port + i",
+        )
+        require(
+            last < 65536 and not self.ops_port <= self.port <= last,
+            f"--ops-port {self.ops_port} to {last} (one per worker) must be ports other "
+            "than --port",
+        )
+        # Worker ids are <id>-w<i>, and -r<n> once restarted: they must still fit 64.
+        require(
+            len(self.gateway_id) <= MAX_WORKERS_ID,
+            f"--gateway-id may have at most {MAX_WORKERS_ID} characters with --workers",
+        )
 
     @property
     def auth_enabled(self) -> bool:

@@ -41,6 +41,9 @@ TOP = (
     "gateway.ops",
     "gateway.app",
     "gateway.server",
+    "gateway.process",
+    "gateway.worker",
+    "gateway.workers",
 )
 TOP_MAIN = "gateway.__main__"
 # (rank, packages or modules in that layer, whether those may import each other)

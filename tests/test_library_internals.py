@@ -33,6 +33,7 @@ HANDOVER = "gateway/http/handover.py"
 LIMITS = "gateway/http/limits.py"
 CONNECTION = "gateway/http/connection.py"
 SERVER = "gateway/server.py"
+WORKER = "gateway/worker.py"
 PUBLISHER = "publisher/app.py"
 # Libraries whose internals are used: each must have an upper bound, one minor release wide
 # (pre-1.0, a minor release may break anything).
@@ -233,6 +234,22 @@ def test_server_keeps_the_signals_it_caught_in_captured_signals() -> None:
     assert server.should_exit, message
     assert "self._captured_signals" in source(uvicorn.Server.capture_signals), message
     assert parameters(uvicorn.Server.handle_exit) == ["self", "sig", "frame"], message
+
+
+def test_server_serve_takes_its_signals_through_capture_signals() -> None:
+    # A worker's server overrides capture_signals to take none: signals are its supervisor's.
+    message = uvicorn_changed("Server.serve / Server.capture_signals", WORKER, "a worker's signals")
+    assert "with self.capture_signals():" in source(uvicorn.Server.serve), message
+    assert parameters(uvicorn.Server.capture_signals) == ["self"], message
+
+
+def test_server_listens_on_the_sockets_it_is_given() -> None:
+    # Each worker binds the shared port itself (SO_REUSEPORT) and hands uvicorn the socket.
+    message = uvicorn_changed("Server.startup(sockets)", WORKER, "the workers' shared port")
+    assert parameters(uvicorn.Server.run) == ["self", "sockets"], message
+    text = source(uvicorn.Server.startup)
+    assert "create_server(create_protocol, sock=sock" in text, message
+    assert "sock.close()" in source(uvicorn.Server.shutdown), message
 
 
 async def test_proxy_headers_middleware_rewrites_the_scope_without_suspending() -> None:
