@@ -17,6 +17,8 @@ import httpx
 import nats
 from nats.aio.client import Client as NATS
 
+from contracts.nats_options import tls_context
+from tests.nats_pki import MOUNT, Pki, write_pki
 from tests.servers import BIN, eventually, free_port
 
 CLUSTER_NAME = "test"
@@ -30,10 +32,13 @@ class ConfigShapeError(AssertionError):
     """The NATS config no longer has a line the local rewrite expects."""
 
 
-def local_config(template: str, node: NatsNode, nodes: list[NatsNode]) -> str:
+def local_config(
+    template: str, node: NatsNode, nodes: list[NatsNode], tls_root: Path | None = None
+) -> str:
     """A Kubernetes `nats.conf` made to run here: every address on loopback with the node's
-    own ports, the store and pid file in its directory, routes to the other processes.
-    Everything else (JetStream limits, sync_interval, lame duck, users) stays as deployed."""
+    own ports, the store and pid file in its directory, routes to the other processes, the
+    TLS Secrets' mount point at `tls_root`. Everything else (JetStream limits, sync_interval,
+    lame duck, users, TLS settings) stays as deployed."""
 
     def sub(pattern: str, replacement: str, text: str, flags: int = re.M) -> str:
         text, count = re.subn(pattern, lambda _: replacement, text, flags=flags)
@@ -45,6 +50,10 @@ def local_config(template: str, node: NatsNode, nodes: list[NatsNode]) -> str:
     text = sub(r"^http:\s*\S+", f"http: 127.0.0.1:{node.monitor_port}", text)
     text = sub(r"^pid_file:\s*\S+", f'pid_file: "{node.directory / "nats.pid"}"', text)
     text = sub(r"^[ \t]*store_dir:\s*\S+", f'  store_dir: "{node.store}"', text)
+    if MOUNT in text:
+        if tls_root is None:
+            raise ConfigShapeError(f"the NATS config reads TLS files under {MOUNT}: pass tls_root")
+        text = re.sub(rf"{re.escape(MOUNT)}(/\S+)", lambda m: f'"{tls_root}{m[1]}"', text)
     if re.search(r"^cluster\s*\{", text, re.M):
         text = sub(r"^[ \t]+listen:\s*\S+", f"  listen: 127.0.0.1:{node.cluster_port}", text)
         routes = re.findall(r"nats://nats-(\d+)\.[\w.-]+:\d+", text)
@@ -168,7 +177,8 @@ class NatsNode:
 class NatsCluster:
     """Three nodes routed to each other, each with its own store and ports. With `config`
     (the text of a deployed nats.conf) and `env` (the variables it references), every node
-    runs that configuration, rewritten by `local_config`."""
+    runs that configuration, rewritten by `local_config`; when it reads TLS files, `pki` is a
+    throwaway PKI of the same shape, and clients connect with their own certificates."""
 
     def __init__(
         self,
@@ -180,6 +190,9 @@ class NatsCluster:
     ) -> None:
         self.nodes = [NatsNode(f"n{i}", directory / f"n{i}") for i in range(size)]
         self._config = config
+        self.pki: Pki | None = None
+        if config is not None and MOUNT in config:
+            self.pki = write_pki(directory / "pki")
         for node in self.nodes:
             node.env = dict(env or {})
         self._assign_ports()
@@ -201,7 +214,8 @@ class NatsCluster:
             if self._config is not None:
                 node.directory.mkdir(parents=True, exist_ok=True)
                 node.config = node.directory / "nats.conf"
-                node.config.write_text(local_config(self._config, node, self.nodes))
+                tls_root = self.pki.root if self.pki else None
+                node.config.write_text(local_config(self._config, node, self.nodes, tls_root))
 
     def urls(self, user: str | None = None, password: str | None = None) -> str:
         """NATS_URL for clients: every node, so a client survives the loss of any one."""
@@ -234,12 +248,20 @@ class NatsCluster:
 
         await eventually(one_leader, within=within, what="every NATS node knows one meta leader")
 
+    def tls_env(self, user: str) -> dict[str, str]:
+        """NATS_TLS_* for a program running as `user` (none when the config has no TLS)."""
+        return self.pki.client_env(user) if self.pki else {}
+
     async def connect(
         self, name: str, user: str | None = None, password: str | None = None
     ) -> NATS:
+        tls = self.tls_env(user or "admin")
         return await nats.connect(
             self.urls(user, password).split(","),
             name=name,
+            tls=tls_context(tls["NATS_TLS_CA"], tls["NATS_TLS_CERT"], tls["NATS_TLS_KEY"])
+            if tls
+            else None,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.2,
             connect_timeout=2,

@@ -26,6 +26,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from contracts.errors import StreamConfigError
+from contracts.nats_options import tls_context
 from contracts.stream import StreamSettings, ensure_stream
 from contracts.symbols import subject_for
 from tests.cluster import NatsCluster, NatsNode, PublisherProcess
@@ -98,7 +99,9 @@ async def topology(tmp_path: Path) -> AsyncIterator[Topology]:
             await eventually(lambda: stream_current(js), within=30, what="stream replicas current")
             for _ in range(2):
                 gateway = GatewayProcess(
-                    cluster.urls(), *GATEWAY_ARGS, env=STREAM_ENV | USER_ENV["gateway"]
+                    cluster.urls(),
+                    *GATEWAY_ARGS,
+                    env=STREAM_ENV | USER_ENV["gateway"] | cluster.tls_env("gateway"),
                 )
                 gateways.append(gateway)
             await asyncio.gather(*(gateway.start() for gateway in gateways))
@@ -331,6 +334,7 @@ async def test_topology_loses_and_repeats_nothing_through_gateway_and_nats_failu
             {
                 "NATS_URL": topology.cluster.urls(),
                 **USER_ENV["publisher"],
+                **topology.cluster.tls_env("publisher"),
                 "PUBLISHER_SOURCE": source,
                 "PUBLISHER_SYMBOLS": ",".join(symbols),
                 "PUBLISHER_RATE": str(RATE),
@@ -342,10 +346,14 @@ async def test_topology_loses_and_repeats_nothing_through_gateway_and_nats_failu
     ]
     phases = Phases(clients)
     started = time.monotonic()
-    # The nodes run the prod config: its users are enforced.
+    # The nodes run the prod config: its users are enforced (TLS too, with a certificate).
+    tls = topology.cluster.tls_env("admin")
     with pytest.raises(NatsError, match=r"(?i)authorization"):
         await nats.connect(
-            topology.cluster.urls().split(",")[0], allow_reconnect=False, connect_timeout=2
+            topology.cluster.urls().split(",")[0],
+            allow_reconnect=False,
+            connect_timeout=2,
+            tls=tls_context(tls["NATS_TLS_CA"], tls["NATS_TLS_CERT"], tls["NATS_TLS_KEY"]),
         )
 
     async def live_after_now(what: str) -> None:

@@ -76,7 +76,10 @@ async def test_each_overlays_nats_takes_the_stream_it_configures(
         # As the Job stream-provision does it, as its NATS user; twice: each apply runs it,
         # and it re-adds the existing stream.
         provisioner = dataclasses.replace(
-            common_settings(overlay), nats_url=cluster.urls(), **user(env, "provisioner")
+            common_settings(overlay),
+            nats_url=cluster.urls(),
+            **user(env, "provisioner"),
+            **(cluster.pki.client_settings("provisioner") if cluster.pki else {}),
         )
         for _ in range(2):
             assert (await provision(provisioner, wait=10)).config.deny_purge
