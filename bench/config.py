@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = ("W1", "W2", "W3", "W4", "W1C", "W1S")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W1C", "W1S", "W1Z", "W5")
 TARGETS = ("gateway", "naive")
 
 
@@ -42,6 +42,10 @@ class BenchConfig:
     w1s_seconds: float = 30.0
     w1s_read_bytes: int = 4096
     w1s_read_pause: float = 0.25
+    w5_clients: int = 10_000
+    w5_rate: float = 1000.0
+    w5_timeout: float = 20.0
+    w5_jitter: float = 2.0
     gateway_src: Path = ROOT
     gateway_args: tuple[str, ...] = ()
     pin: bool = True
@@ -73,6 +77,8 @@ QUICK: dict[str, Any] = {
     "w1c_rates": (500,),
     "w1c_step_seconds": 3.0,
     "w1s_seconds": 8.0,
+    "w5_clients": 2000,
+    "w5_timeout": 10.0,
 }
 
 
@@ -147,6 +153,19 @@ def parse_args(argv: Sequence[str]) -> BenchConfig:
         "--w1s-read-pause",
         type=float,
         help=f"W1S seconds between reads ({defaults.w1s_read_pause})",
+    )
+    add("--w5-clients", type=int, help=f"W5 clients on the server killed ({defaults.w5_clients})")
+    add("--w5-rate", type=float, help=f"W5 ticks/s published throughout ({defaults.w5_rate})")
+    add(
+        "--w5-timeout",
+        type=float,
+        help=f"W5 seconds after the kill that clients keep trying ({defaults.w5_timeout})",
+    )
+    add(
+        "--w5-jitter",
+        type=float,
+        help="W5 most seconds of random wait added to a Retry-After, as the page's client "
+        f"adds up to its retry interval ({defaults.w5_jitter})",
     )
     add(
         "--gateway-src",

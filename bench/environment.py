@@ -7,6 +7,7 @@ ports), so no workload inherits another's consumers, memory or stream contents.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -65,6 +66,7 @@ class Environment:
         self.dir = Path(tempfile.mkdtemp(prefix=f"bench-{target}-"))
         self.nats_port = free_port()
         self.nats_url = f"nats://127.0.0.1:{self.nats_port}"
+        self.nats_monitor_port = free_port()  # GET /jsz: JetStream API calls, consumers
         self.port = free_port()
         self.nats = Process(
             "nats-server",
@@ -75,12 +77,16 @@ class Environment:
                 "127.0.0.1",
                 "-p",
                 str(self.nats_port),
+                "-m",
+                str(self.nats_monitor_port),
                 "-sd",
                 str(self.dir / "jetstream"),
             ],
             self.dir / "nats.log",
         )
-        self.server = Process(target, self._server_argv(), self.dir / f"{target}.log", self._cwd())
+        self.server = Process(
+            target, self._server_argv(self.port), self.dir / f"{target}.log", self._cwd()
+        )
         self.publisher = Controlled(
             "publisher",
             [
@@ -107,7 +113,7 @@ class Environment:
         self.last_key = 0
         self.subscribers = [0] * config.symbols  # open-ended count of clients per symbol
 
-    def _server_argv(self) -> list[str]:
+    def _server_argv(self, port: int, gateway_id: str = "bench") -> list[str]:
         if self.target == "naive":
             return [
                 sys.executable,
@@ -116,7 +122,7 @@ class Environment:
                 "--nats-url",
                 self.nats_url,
                 "--port",
-                str(self.port),
+                str(port),
                 "--heartbeat",
                 "15",
             ]
@@ -127,7 +133,7 @@ class Environment:
             "--nats-url",
             self.nats_url,
             "--port",
-            str(self.port),
+            str(port),
             "--max-connections",
             "19500",
             "--heartbeat",
@@ -135,7 +141,7 @@ class Environment:
             "--log-level",
             "warning",
             "--gateway-id",
-            "bench",
+            gateway_id,
             *self.config.gateway_args,
         ]
 
@@ -145,11 +151,12 @@ class Environment:
         paths = [str(GC_PROBE), os.environ.get("PYTHONPATH", "")]
         return {"PYTHONPATH": os.pathsep.join(p for p in paths if p)}
 
-    def gc_pauses(self) -> dict[str, Any]:
-        """What bench/gcprobe reported: collections of 5 ms or more in the server."""
+    def gc_pauses(self, server: Process | None = None) -> dict[str, Any]:
+        """What bench/gcprobe reported: collections of 5 ms or more in the server (or in
+        `server`, another one)."""
         pauses: dict[int, list[float]] = {}
         try:
-            with self.server.log.open(errors="replace") as log:
+            with (server or self.server).log.open(errors="replace") as log:
                 for line in log:
                     if line.startswith(GC_PAUSE):
                         fields = dict(f.split("=") for f in line.split()[1:])
@@ -164,6 +171,24 @@ class Environment:
             "by_generation": {g: len(p) for g, p in sorted(pauses.items())},
             "max_ms_by_generation": {g: max(p) for g, p in sorted(pauses.items())},
         }
+
+    async def start_another_server(self, name: str, port: int) -> Process:
+        """A second server under test on the same NATS (W5), pinned as the first; the
+        caller stops it."""
+        server = Process(name, self._server_argv(port, name), self.dir / f"{name}.log", self._cwd())
+        with self.pinning.for_server():
+            await server.start(env=self._server_env())
+        self.pinning.apply_to_server(server.pid)
+        await wait_until_ready(port, "/readyz", START_TIMEOUT, server)
+        return server
+
+    async def jsz(self) -> dict[str, Any]:
+        """nats-server's JetStream figures: `api` (total, errors), `consumers`, ..."""
+        status, body = await http_get(self.nats_monitor_port, "/jsz")
+        if status != 200:
+            raise BenchError(f"nats-server /jsz answered {status}")
+        answer: dict[str, Any] = json.loads(body)
+        return answer
 
     def _cwd(self) -> Path:
         return ROOT if self.target == "naive" else self.config.gateway_src

@@ -22,6 +22,7 @@ from typing import Any, cast
 import uvloop
 
 from bench.checking import ConflatedCheck, DeliveryCheck, PublishedLog, Tally
+from bench.reconnect import STORM_OPS, Reconnector
 from bench.stats import BUCKETS_PER_SECOND
 from bench.wire import TIMESTAMP_FIELD, ProtocolError, ResponseDecoder
 
@@ -205,6 +206,17 @@ class Connection(asyncio.Protocol):
         self.closed = True
         if not self.answered.done():
             self.answered.set_result(self.decoder.status or -1)
+        if self.loader.reconnector is not None:
+            self.loader.reconnector.lost(self)
+
+    def successor(self, request: bytes) -> Connection:
+        """The same client's next connection (exact clients only): it continues this one's
+        history, so one check judges everything the client got across both."""
+        after = Connection(self.loader, self.ident, request, self.check.symbols, 0)
+        after.keys = self.keys
+        after.check = self.check
+        after.last_id = self.last_id
+        return after
 
     def close(self) -> None:
         if not self.closed:
@@ -230,6 +242,7 @@ class Loader:
         self.log = PublishedLog()
         self.connections: dict[int, Connection] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self.reconnector: Reconnector | None = None  # W5: armed, lost clients reconnect
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request["op"]
@@ -254,9 +267,19 @@ class Loader:
             return self.check(request.get("final", False)).__dict__
         if op == "conn":
             return self.describe(self.connections[request["id"]], request.get("keys", False))
+        if op in STORM_OPS:
+            return await self.storm(request)
         if op == "quit":
             raise SystemExit(0)
         raise ValueError(f"unknown op {op!r}")
+
+    async def storm(self, request: dict[str, Any]) -> dict[str, Any]:
+        """W5's operations (bench.reconnect): arm, storm (progress), calm."""
+        if request["op"] == "arm":
+            self.reconnector = Reconnector(self, request)
+        if self.reconnector is None:
+            raise ValueError("arm first")
+        return await self.reconnector.handle(request)
 
     def close_connections(self, ids: list[int] | None) -> int:
         """Close the connections `ids` (None: all); how many were still open."""

@@ -190,6 +190,8 @@ class Process:
 class Controlled(Process):
     """A process driven by one JSON object per line on stdin, answering one per line."""
 
+    _one_at_a_time: asyncio.Lock | None = None
+
     async def start(self, *, piped: bool = True, env: Mapping[str, str] | None = None) -> None:
         await super().start(piped=True, env=env)
 
@@ -211,9 +213,14 @@ class Controlled(Process):
     async def request(self, timeout: float = 120.0, **command: Any) -> dict[str, Any]:
         assert self.process is not None
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(command).encode() + b"\n")
-        await self.process.stdin.drain()
-        return await self.read(timeout)
+        # One request at a time: answers come back in order on one pipe (W5 polls the
+        # loaders while the publishing task tells them what was stored).
+        if self._one_at_a_time is None:
+            self._one_at_a_time = asyncio.Lock()
+        async with self._one_at_a_time:
+            self.process.stdin.write(json.dumps(command).encode() + b"\n")
+            await self.process.stdin.drain()
+            return await self.read(timeout)
 
     async def stop(self, sig: signal.Signals = signal.SIGKILL) -> None:
         if self.process is not None and self.process.stdin is not None:

@@ -17,7 +17,17 @@ class ResponseDecoder:
     as the gateway writes them.
     """
 
-    __slots__ = ("_buf", "_remaining", "_skip", "_sse", "body_bytes", "chunked", "ended", "status")
+    __slots__ = (
+        "_buf",
+        "_remaining",
+        "_skip",
+        "_sse",
+        "body_bytes",
+        "chunked",
+        "ended",
+        "retry_after",
+        "status",
+    )
 
     def __init__(self) -> None:
         self._buf = bytearray()
@@ -28,22 +38,11 @@ class ResponseDecoder:
         self.chunked = False
         self.ended = False  # the terminating zero-length chunk arrived
         self.body_bytes = 0
+        self.retry_after: float | None = None  # a refusal's Retry-After, in seconds
 
     def feed(self, data: bytes) -> list[bytes]:
         if not self.status:
-            self._buf += data
-            end = self._buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buf) > HEAD_LIMIT:
-                    raise ProtocolError("response head too long")
-                return []
-            head = bytes(self._buf[:end])
-            data = bytes(self._buf[end + 4 :])
-            self._buf = bytearray()
-            if not head.startswith(b"HTTP/1.") or len(head) < 12:
-                raise ProtocolError(f"not an HTTP/1.x response: {head[:40]!r}")
-            self.status = int(head[9:12])
-            self.chunked = b"\r\ntransfer-encoding: chunked" in head.lower()
+            data = self._head(data)
             if not data:
                 return []
         if self.ended:
@@ -61,6 +60,25 @@ class ResponseDecoder:
             return []
         self._sse = text[cut + 2 :]
         return text[:cut].split(b"\n\n")
+
+    def _head(self, data: bytes) -> bytes:
+        """Take the response head once it is complete; the body bytes after it."""
+        self._buf += data
+        end = self._buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buf) > HEAD_LIMIT:
+                raise ProtocolError("response head too long")
+            return b""
+        head = bytes(self._buf[:end])
+        rest = bytes(self._buf[end + 4 :])
+        self._buf = bytearray()
+        if not head.startswith(b"HTTP/1.") or len(head) < 12:
+            raise ProtocolError(f"not an HTTP/1.x response: {head[:40]!r}")
+        self.status = int(head[9:12])
+        self.chunked = b"\r\ntransfer-encoding: chunked" in head.lower()
+        if self.status != 200:
+            self.retry_after = retry_after(head)
+        return rest
 
     def _dechunk(self, data: bytes) -> bytes:
         if not self._buf and not self._remaining and not self._skip:
@@ -121,6 +139,18 @@ class ResponseDecoder:
                 self._remaining = length
         del buf[:pos]
         return b"".join(out)
+
+
+def retry_after(head: bytes) -> float | None:
+    """A response head's `Retry-After` in seconds (delay-seconds form; None: absent or a date)."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"retry-after":
+            try:
+                return max(0.0, float(value.strip()))
+            except ValueError:
+                return None
+    return None
 
 
 def event_key(block: bytes) -> int:
