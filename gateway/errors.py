@@ -8,7 +8,8 @@
     ├── TooManyStreamsError (429)        the token's user holds its limit of streams
     └── UnavailableError (503)           try again later (Retry-After)
         ├── AtCapacityError              this process holds --max-connections streams
-        └── NatsUnavailableError         NATS is not connected, or the stream is missing
+        ├── NatsUnavailableError         NATS is not connected, or the stream is missing
+        └── OverloadedError              more catch-up consumers asked for than --catch-up-rate
 
 After a stream has started, an error can only end it: `StreamEndedError` says why.
 """
@@ -84,6 +85,15 @@ class AtCapacityError(UnavailableError):
 
 class NatsUnavailableError(UnavailableError):
     title = "Price feed unavailable"
+
+
+class OverloadedError(UnavailableError):
+    title = "Too many catch-ups at once"
+    kind = "overloaded"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after  # seconds, jittered: the shed do not return at once
 
 
 class StreamEndedError(Exception):

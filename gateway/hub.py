@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import random
 from collections import Counter
@@ -18,26 +17,20 @@ from contextlib import asynccontextmanager
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy, StreamInfo
+from nats.js.api import StreamInfo
 
 from contracts.nats_options import connect_options
 from contracts.stream import StreamSettings
-from contracts.symbols import all_subjects, subject_for
 from gateway.broker.connection import close, connect, ensure_stream_until_done, wait_for_stream
-from gateway.broker.consumer import ConsumerSpec, PullConsumer
 from gateway.broker.streams import stream_info
-from gateway.delivery import EXACT
 from gateway.errors import AtCapacityError, NatsUnavailableError, TooManyStreamsError
-from gateway.feed.catch_up import CatchUp
 from gateway.feed.client import ClientFeed
-from gateway.feed.conflation import ConflatingOutbox
 from gateway.feed.feeds import LiveFeeds
 from gateway.feed.framer import TickFramer
-from gateway.feed.outbox import Outbox, Policy
-from gateway.feed.resume import resolve_start
 from gateway.feed.splice import DRAINING
 from gateway.http.query import StreamQuery
 from gateway.metrics import Metrics
+from gateway.opening import FeedOpener
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -54,13 +47,13 @@ class Hub:
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
         self.feeds = LiveFeeds(settings, self.metrics, self.framer)
+        self.opener = FeedOpener(settings, self.metrics, self.framer, self.feeds, self.stream)
         self.draining = asyncio.Event()
         self._forced = asyncio.Event()  # a second signal: end everything now
         self._clients: dict[str, ClientFeed] = {}  # open streams by client id
         self._per_address: Counter[str] = Counter()  # streams by client address
         self._per_user: Counter[str] = Counter()  # streams by token subject
         self._open_streams = 0  # attached or attaching
-        self._client_numbers = itertools.count(1)
         # Set while there is no stream left for a drain to wait for (or it must not wait).
         self._quiet = asyncio.Event()
         self._quiet.set()
@@ -86,7 +79,12 @@ class Hub:
             f"gateway-{self.settings.gateway_id}",
             self._on_disconnected,
             self._on_reconnected,
-            connect_options(self.settings),
+            # Pings reveal a link that went silent (no RST): nats-py then reconnects.
+            connect_options(self.settings)
+            | {
+                "ping_interval": self.settings.nats_ping_interval,
+                "max_outstanding_pings": self.settings.nats_max_outstanding_pings,
+            },
         )
         self.js = nc.jetstream(timeout=self.settings.nats_timeout)
         if self.settings.ensure_stream:
@@ -162,12 +160,6 @@ class Hub:
         for feed in list(self._clients.values()):
             feed.stop(DRAINING)
 
-    def _subjects(self, query: StreamQuery) -> tuple[str, ...]:
-        prefix = self.stream.subject_prefix
-        if query.symbols is None:
-            return (all_subjects(prefix),)
-        return tuple(subject_for(symbol, prefix) for symbol in query.symbols)
-
     async def stream_info(self, *, timeout: float | None = None) -> StreamInfo:
         """The stream's info; NatsUnavailableError (503) when it cannot be had."""
         return await stream_info(self.js, self.nc, self.stream.name, timeout=timeout)
@@ -206,7 +198,7 @@ class Hub:
         self._open_streams += 1
         self._quiet.clear()  # no attach passes _admit once draining, so never forced here
         try:
-            async with await self._feed_for(query) as feed:
+            async with await self.opener.open(query, self.nc, self.js) as feed:
                 self._clients[feed.client_id] = feed
                 try:
                     if self.draining.is_set():
@@ -221,58 +213,6 @@ class Hub:
                 _release(self._per_user, user)
             if not self._open_streams:
                 self._quiet.set()
-
-    async def _feed_for(self, query: StreamQuery) -> ClientFeed:
-        """The client's feed, from where its query starts; not entered yet."""
-        info = await self.stream_info()
-        nc, js, settings = self.nc, self.js, self.settings
-        assert nc is not None
-        assert js is not None
-        subjects = self._subjects(query)
-        wanted = None if query.symbols is None else subjects
-        start = await resolve_start(js, info, query.position, wanted)
-        delivery = query.delivery
-        live = None
-        if settings.shared_feed or delivery != EXACT:
-            live = await self.feeds.following_stream(start.incarnation, delivery.delay)
-        outbox: Policy | None = None
-        if live is not None and delivery.conflate:
-            outbox = ConflatingOutbox(wanted, delivery.conflate, self.metrics)
-        elif live is not None:
-            outbox = Outbox(wanted, settings.max_pending_bytes)
-        client_id = f"{next(self._client_numbers)}"
-
-        def open_consumer(policy: DeliverPolicy, sequence: int | None) -> PullConsumer:
-            spec = ConsumerSpec(
-                stream=self.stream.name,
-                name=f"sse-{settings.gateway_id}-{client_id}",
-                filter_subjects=subjects,
-                deliver_policy=policy,
-                start_sequence=sequence,
-                inactive_threshold=settings.inactive_threshold,
-            )
-            return PullConsumer(
-                nc,
-                js,
-                spec,
-                self.metrics,
-                batch=settings.pull_batch,
-                api_timeout=settings.nats_timeout,
-            )
-
-        catch_up = None
-        after = 0 if start.sequence is None else start.sequence - 1
-        prefix = f"{start.incarnation}-".encode()
-        if live is None or not live.delay or start.sequence is not None:
-            catch_up = CatchUp(open_consumer, self.framer, prefix, after)
-            if delivery.conflate and start.sequence is not None:
-                # Conflated, the client wants only the latest tick of each symbol after
-                # its id: JetStream's latest of each, less those it already had.
-                catch_up.prepare(DeliverPolicy.LAST_PER_SUBJECT, None)
-            else:
-                catch_up.prepare(start.deliver_policy, start.sequence)
-        # else: a fresh client of a delayed feed starts from the feed's own snapshot.
-        return ClientFeed(client_id, start, catch_up, live, outbox, self.metrics)
 
 
 def _release(counter: Counter[str], key: str) -> None:

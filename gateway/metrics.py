@@ -19,6 +19,10 @@ INVALID_MESSAGE = "invalid_message"
 UNAUTHORIZED = "unauthorized"
 FORBIDDEN = "forbidden"
 CONSUMER_LOST = "consumer_lost"
+OVERLOADED = "overloaded"
+# Where a resumed stream caught up from, the values of gateway_resumes_total{source=...}.
+FROM_MEMORY = "memory"
+FROM_JETSTREAM = "jetstream"
 # Why a stored message was skipped, the values of gateway_messages_skipped_total{reason=...}.
 OVERSIZED = "oversized"
 TOO_DEEP = "too_deep"
@@ -101,6 +105,21 @@ class Metrics:
             registry=r,
         )
         self.asyncio_tasks.set_function(_asyncio_tasks)
+        self.resumes = Counter(
+            "gateway_resumes",
+            "streams opened with a Last-Event-ID, by where they caught up from: the live "
+            "feed's memory (no consumer) or a JetStream consumer of their own",
+            ["source"],
+            registry=r,
+        )
+        self.requests_shed = Counter(
+            "gateway_requests_shed",
+            "streams refused with 503 and a Retry-After because catch-up consumers were "
+            "asked for faster than --catch-up-rate",
+            registry=r,
+        )
+        for source in (FROM_MEMORY, FROM_JETSTREAM):
+            self.resumes.labels(source)
         for conflated in ("false", "true"):
             for delayed in ("false", "true"):
                 self.streams_by_delivery.labels(conflated, delayed)
@@ -115,6 +134,7 @@ class Metrics:
             UNAUTHORIZED,
             FORBIDDEN,
             CONSUMER_LOST,
+            OVERLOADED,
             INTERNAL,
         ):
             self.errors.labels(kind)  # present at 0, so dashboards and alerts see them

@@ -88,7 +88,35 @@ class Settings(CommonSettings):
         "bytes of live events a client may have waiting; more sends it back to a consumer "
         "of its own",
     )
+    compression: bool = setting(
+        True,
+        "gzip the /stocks stream for clients whose Accept-Encoding asks for it (~16 KB of "
+        "compressor per such stream; false: every stream goes uncompressed)",
+    )
     nats_timeout: float = setting(5.0, "seconds to wait for a JetStream API answer")
+    nats_ping_interval: float = setting(
+        2.0,
+        "seconds between pings to NATS; a link that drops packets silently is given up after "
+        "--nats-max-outstanding-pings + 1 of them, then reconnected",
+    )
+    nats_max_outstanding_pings: int = setting(
+        2, "pings NATS may leave unanswered before the connection counts as lost"
+    )
+    resume_window: float = setting(
+        60.0,
+        "seconds of live events kept in memory: a client that resumes from an id inside "
+        "them (or connects without one) is served from memory, without a consumer (0: "
+        "the latest event of each symbol only)",
+    )
+    resume_window_bytes: int = setting(
+        64 * 1024 * 1024, "bytes of event frames --resume-window may hold at most"
+    )
+    catch_up_rate: float = setting(
+        250.0,
+        "catch-up consumers created per second at most (bursts of one second's worth); a "
+        "stream that would wait more than a second for one gets 503 with a jittered "
+        "Retry-After (0: no limit)",
+    )
     max_message_bytes: int = setting(
         MAX_TICK_BYTES, "bytes of a stored message sent on; a bigger one is skipped and counted"
     )
@@ -153,6 +181,11 @@ class Settings(CommonSettings):
         require(self.max_pending_bytes >= 64 * 1024, "--max-pending-bytes must be >= 65536")
         require(0 <= self.coalesce <= 1, "--coalesce must be 0-1 seconds")
         require(self.nats_timeout > 0, "--nats-timeout must be > 0")
+        require(self.nats_ping_interval > 0, "--nats-ping-interval must be > 0")
+        require(self.nats_max_outstanding_pings >= 1, "--nats-max-outstanding-pings must be >= 1")
+        require(self.resume_window >= 0, "--resume-window must be >= 0")
+        require(self.resume_window_bytes >= 0, "--resume-window-bytes must be >= 0")
+        require(self.catch_up_rate >= 0, "--catch-up-rate must be >= 0")
         require(self.max_message_bytes >= 256, "--max-message-bytes must be >= 256")
         self._check_auth()
         self._check_browser()

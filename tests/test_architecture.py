@@ -36,6 +36,7 @@ FOUNDATIONS = (
 TOP = (
     "gateway",
     "gateway.hub",
+    "gateway.opening",
     "gateway.stream",
     "gateway.stocks",
     "gateway.ops",

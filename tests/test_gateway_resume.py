@@ -149,7 +149,8 @@ async def _stream_empty(js: JetStreamContext) -> bool:
 async def test_symbol_trimmed_by_its_per_subject_limit_gets_reset(
     start_gateway: StartGateway, js: JetStreamContext
 ) -> None:
-    gateway = await start_gateway(stream_max_msgs_per_subject=3)
+    # No resume window: the catch-up comes from JetStream, which no longer has it all.
+    gateway = await start_gateway(stream_max_msgs_per_subject=3, resume_window=0)
     await publish(js, "MSFT", "5.00")  # keeps the stream's first sequence low
     seen = await publish(js, "AAPL", "1.00")
     for i in range(4):  # AAPL keeps only its last 3: the first after `seen` is gone
@@ -159,6 +160,27 @@ async def test_symbol_trimmed_by_its_per_subject_limit_gets_reset(
     ) as stream:
         reset = await stream.next_event()
     assert reset.json()["reason"] == "position-lost"
+
+
+async def test_symbol_trimmed_by_its_per_subject_limit_resumes_from_the_window(
+    start_gateway: StartGateway, js: JetStreamContext
+) -> None:
+    """The gateway's memory still holds what the per-subject limit dropped: the client
+    gets every tick it missed, not a reset."""
+    gateway = await start_gateway(stream_max_msgs_per_subject=3)
+    await publish(js, "MSFT", "5.00")
+    seen = await publish(js, "AAPL", "1.00")
+    missed = [await publish(js, "AAPL", f"1.1{i}") for i in range(4)]
+    await eventually(
+        lambda: (live := gateway.hub.feeds.live) is not None and live.position == missed[-1],
+        within=5,
+        what="the live feed past the missed ticks",
+    )
+    async with open_stream(
+        gateway.url, {"symbols": "AAPL"}, {"Last-Event-ID": await event_id(js, seen)}
+    ) as stream:
+        events = await stream.events(4)
+    assert [e.id for e in events] == [await event_id(js, seq) for seq in missed]
 
 
 async def test_per_subject_limit_without_loss_resumes_normally(

@@ -2,12 +2,13 @@
 feed, spliced by stream sequence so that nothing is skipped or repeated.
 
 The client's outbox joins the live feed *before* its consumer is created, so everything
-the feed hands over from then on is kept for it. Once the consumer has delivered up to
-where the outbox begins (gateway.feed.catch_up), the consumer is deleted and the client
-is live; events the feed hands over late and the client already had are skipped by
-sequence. A live client that overflows its outbox goes back to a consumer of its own:
-JetStream holds the backlog, not the gateway. What the outbox lets through is its
-policy's (gateway.feed.outbox; with conflation the consumer's events go through it too).
+the feed hands over from then on is kept for it (one that starts from the feed's memory,
+gateway.feed.recent, needs no consumer: its backlog goes into the outbox first). Once the
+consumer has delivered up to where the outbox begins (gateway.feed.catch_up), it is
+deleted and the client is live; events the feed hands over late that the client had are
+skipped by sequence. A live client that overflows its outbox goes back to a consumer of
+its own: JetStream holds the backlog, not the gateway. What the outbox lets through is
+its policy's (gateway.feed.outbox; with conflation the consumer's events go too).
 
 Which of these a client is in is gateway.feed.splice's table; this class reports events
 to it and acts on the state it returns.
@@ -24,6 +25,7 @@ from gateway.errors import NatsUnavailableError, StreamEndedError
 from gateway.feed.catch_up import CatchUp
 from gateway.feed.live import LiveFeed
 from gateway.feed.outbox import LiveEvent, Policy, keep
+from gateway.feed.recent import Backlog
 from gateway.feed.resume import Start
 from gateway.feed.splice import (
     CATCHING_UP,
@@ -51,6 +53,7 @@ class ClientFeed:
 
     # One per open stream, for as long as it is open.
     __slots__ = (
+        "_backlog",
         "_catch_up",
         "_direct",
         "_last_sequence",
@@ -70,20 +73,22 @@ class ClientFeed:
         self,
         client_id: str,
         start: Start,
-        catch_up: CatchUp | None,
+        catch_up: CatchUp,
         live: LiveFeed | None,
         outbox: Policy | None,
         metrics: Metrics,
+        backlog: Backlog | None = None,
     ) -> None:
-        """`catch_up` None: the client starts from the live feed's snapshot (a delayed
-        feed's); `live` None: its consumer serves it for good."""
+        """`backlog`: the client starts from it, its consumer made only if it falls behind
+        later; `live` None: its consumer serves it for good."""
+        self._backlog = backlog
         self.client_id = client_id
         self.start = start
         self._catch_up = catch_up
         self._live = live
         self._outbox = outbox
         self._metrics = metrics
-        self._last_sequence = 0 if catch_up is None else catch_up.consumed  # the last sent
+        self._last_sequence = catch_up.consumed  # the last sent
         self._splice = Splice()
         self._wake = Wakeup()  # only the writer task waits on it
         self._timer: asyncio.TimerHandle | None = None  # the outbox's next release
@@ -96,8 +101,7 @@ class ClientFeed:
             # Before the consumer exists: the outbox must cover everything it will not.
             self._join(self._live, self._outbox)
         try:
-            if self._catch_up is not None:
-                await self._catch_up.open()
+            await self._catch_up.open()
         except BaseException:
             self._leave_live()
             raise
@@ -110,14 +114,17 @@ class ClientFeed:
         tb: TracebackType | None,
     ) -> None:
         self._leave_live()
-        if self._catch_up is not None:
-            await self._catch_up.close()
+        await self._catch_up.close()
 
     def _join(self, live: LiveFeed, outbox: Policy) -> None:
+        backlog, self._backlog = self._backlog, None
+        if backlog is not None and backlog.through != live.position:
+            # Taken and joined with no await between them; else events could fall between.
+            raise NatsUnavailableError("the live feed moved on while the stream opened")
         outbox.reader = self
         live.subscribe(outbox)
-        if self._catch_up is None:  # no consumer: the (delayed) feed's snapshot starts it
-            keep(outbox, live.snapshot(outbox.subjects))
+        if backlog is not None:  # no consumer: the backlog, then the feed
+            keep(outbox, backlog.events)
         else:
             self._catch_up.live_from = live.position  # everything after is in the outbox
             self._catch_up.cut = bool(live.delay)
@@ -135,7 +142,7 @@ class ClientFeed:
 
     @property
     def consumer_name(self) -> str | None:
-        return self._catch_up.consumer_name if self._catch_up else None
+        return self._catch_up.consumer_name
 
     def write_directly(self, sink: DirectSink) -> None:
         self._direct = sink  # the live feed's flush writes to it while the writer waits
@@ -143,13 +150,11 @@ class ClientFeed:
     def stop(self, reason: str) -> None:
         """End the feed: the pending or next `next_frames` raises StreamEndedError."""
         self._splice.handle(END, reason)
-        if self._catch_up is not None:
-            self._catch_up.stop(reason)
+        self._catch_up.stop(reason)
         self._wake.set()
 
     def repull(self) -> None:
-        if self._catch_up is not None:
-            self._catch_up.repull()
+        self._catch_up.repull()
 
     async def next_frames(self, heartbeat: float) -> Frames | None:
         """The next write; None once `heartbeat` seconds have passed since the last one
@@ -169,8 +174,8 @@ class ClientFeed:
 
     async def _from_consumer(self, timeout: float) -> Frames | None:
         catch_up, outbox = self._catch_up, self._outbox
-        if catch_up is None or catch_up.consumer is None:
-            await self._go_live()  # nothing to catch up on: the feed's snapshot is the start
+        if catch_up.consumer is None:
+            await self._go_live()  # nothing to catch up on: the backlog is the start
             return None
         pours = outbox is not None and outbox.takes_catch_up
         if self._timer is not None:  # the outbox releases more then
@@ -203,15 +208,13 @@ class ClientFeed:
         assert outbox is not None
         self._splice.handle(CAUGHT_UP)
         outbox.live = True
-        if self._catch_up is not None:
-            await self._catch_up.close()  # its job is done; the live feed carries the client
+        await self._catch_up.close()  # its job is done; the live feed carries the client
 
     async def _fall_back(self) -> None:
         """Back to a consumer of its own, from the event after the last one sent."""
         live, outbox, catch_up = self._live, self._outbox, self._catch_up
         assert live is not None
         assert outbox is not None
-        assert catch_up is not None
         self._splice.handle(OVERFLOWED)
         outbox.restart()  # buffering again, before the consumer exists
         self._join(live, outbox)
@@ -275,8 +278,7 @@ class ClientFeed:
     def on_due(self, now: float) -> None:
         """Events are due: written here and now while the writer waits and the connection
         can take bytes; otherwise the writer is woken to do it."""
-        direct = self._direct
-        outbox = self._outbox
+        direct, outbox = self._direct, self._outbox
         if (
             self._splice.state is WAITING
             and direct is not None

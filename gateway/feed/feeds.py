@@ -55,9 +55,10 @@ class LiveFeeds:
     def following(self) -> bool:
         return self.live is not None and self.live.running.is_set()
 
-    async def following_stream(self, incarnation: str, delay: float) -> LiveFeed:
-        """The feed of `delay` once it follows the stream of `incarnation`; raises
-        NatsUnavailableError when it does not within --nats-timeout."""
+    async def following_stream(self, incarnation: str | None, delay: float) -> LiveFeed:
+        """The feed of `delay` once it follows the stream of `incarnation` (None: the
+        stream it finds); raises NatsUnavailableError when it does not within
+        --nats-timeout."""
         feed = self._delayed_feed(delay) if delay else self._start_live()
         if feed is None:
             raise NatsUnavailableError("the live feed is starting")

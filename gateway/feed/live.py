@@ -5,11 +5,15 @@ shared `LiveEvent` (gateway.feed.outbox). Per client and event the cost is one o
 The feed is ordered by stream sequence and never skips: when its consumer is lost (a NATS
 restart) it is recreated from the next sequence.
 
+Every feed keeps what it handed over lately (gateway.feed.recent): the latest event of
+each subject, the start of a client that connects without an id, and, for the live feed,
+the last --resume-window seconds of events, the catch-up of a client that comes back
+within them. Neither needs a consumer.
+
 A delayed feed (`delay` > 0, one per distinct delay per process) follows the stream
 `delay` seconds behind: it hands each message over once JetStream's clock says it was
-stored that long ago, and keeps the last message of each subject it has handed over, for
-the snapshot of a client that connects without an id. JetStream holds what is not due
-yet; the feed reads at most a batch ahead.
+stored that long ago. JetStream holds what is not due yet; the feed reads at most a batch
+ahead.
 """
 
 from __future__ import annotations
@@ -28,11 +32,12 @@ from nats.js.api import DeliverPolicy
 from contracts.event_ids import incarnation_of
 from contracts.symbols import all_subjects
 from gateway.broker.consumer import ConsumerSpec, PullConsumer, delivery, stored_at
-from gateway.broker.direct import StoredMessage, first_sequence_since, last_per_subject
+from gateway.broker.direct import first_sequence_since, last_per_subject
 from gateway.errors import NatsUnavailableError, StreamEndedError
 from gateway.feed import sse
 from gateway.feed.framer import TickFramer
 from gateway.feed.outbox import LiveEvent, Policy
+from gateway.feed.recent import RecentEvents
 from gateway.feed.splice import FEED_LOST, STREAM_REPLACED
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -57,7 +62,8 @@ class LiveFeed:
     ) -> None:
         self.delay = delay
         self._name = f"delayed{delay:g}" if delay else "live"
-        self._latest: dict[str, StoredMessage] = {}  # by subject, while delayed
+        window = 0.0 if delay else settings.resume_window
+        self.recent = RecentEvents(window, settings.resume_window_bytes)
         self._idle_at: float | None = None
         self.nc = nc
         self.js = js
@@ -106,10 +112,10 @@ class LiveFeed:
                 if not outboxes:
                     del self._by_subject[subject]
 
-    async def wait_following(self, incarnation: str) -> None:
-        """Until the feed follows the stream of `incarnation` (it lags a recreated stream by
-        a moment); bound it with a timeout."""
-        while not (self.running.is_set() and self.incarnation == incarnation):
+    async def wait_following(self, incarnation: str | None) -> None:
+        """Until the feed follows the stream of `incarnation` (None: whichever; it lags a
+        recreated stream by a moment); bound it with a timeout."""
+        while not (self.running.is_set() and incarnation in (None, self.incarnation)):
             await self._changed.wait()
 
     def _set_running(self, running: bool) -> None:
@@ -178,13 +184,18 @@ class LiveFeed:
         info = await self.js.stream_info(self._stream)
         assert info.created is not None
         incarnation = incarnation_of(info.created)
+        prefix = f"{incarnation}-".encode()
         if incarnation != self.incarnation:
             if self.incarnation is not None:
                 self._end_all(STREAM_REPLACED)
             # A new stream, or the first: start after what it holds now (or held
             # `delay` ago).
             self.incarnation = incarnation
-            self.position = await self._start_position(info.state.last_seq)
+            self.position = await self._start_position(prefix, info.state.last_seq)
+        elif info.state.first_seq > self.position + 1:
+            # What came while the feed was away has aged out: what it hands over next
+            # does not continue what it keeps.
+            self.recent.reset(info.state.first_seq - 1)
         spec = ConsumerSpec(
             stream=self._stream,
             # A new name each time: a consumer on a NATS node that died may come back with
@@ -197,7 +208,6 @@ class LiveFeed:
             # nothing meanwhile (JetStream keeps what is not due): not inactive then.
             inactive_threshold=self._settings.inactive_threshold + self.delay,
         )
-        prefix = f"{incarnation}-".encode()
         async with PullConsumer(
             self.nc,
             self.js,
@@ -212,7 +222,7 @@ class LiveFeed:
             logger.info("live feed following", extra={"from": self.position + 1})
             try:
                 while True:
-                    batch = await consumer.next_batch(30.0)
+                    batch = await consumer.next_batch(self._settings.nats_ping_interval, probe=True)
                     if self.delay:
                         await self._dispatch_when_due(prefix, batch)
                     else:
@@ -220,42 +230,29 @@ class LiveFeed:
             finally:
                 self._consumer = None
 
-    async def _start_position(self, last: int) -> int:
-        """Where a new stream is followed from: its end, or where it was `delay` ago,
-        with the last message of each subject up to there kept for snapshots."""
-        if not self.delay:
-            return last
+    async def _start_position(self, prefix: bytes, last: int) -> int:
+        """Where a new stream is followed from: its end, or where it was `delay` ago;
+        with the last message of each subject up to there, framed, as the feed's latest."""
         timeout = self._settings.nats_timeout
-        first = await first_sequence_since(self.nc, self._stream, time.time() - self.delay, timeout)
-        # None: nothing stored since then; read `last` first, so anything stored after it
-        # is newer still.
-        position = last if first is None else min(first - 1, last)
+        position = last
+        if self.delay:
+            since = time.time() - self.delay
+            first = await first_sequence_since(self.nc, self._stream, since, timeout)
+            # None: nothing stored since then; read `last` first, so anything stored
+            # after it is newer still.
+            position = last if first is None else min(first - 1, last)
         everything = all_subjects(self._settings.subject_prefix)
         stored = await last_per_subject(self.nc, self._stream, everything, position, timeout)
-        self._latest = {message.subject: message for message in stored}
+        latest = (self._event(prefix, m.sequence, m.data, m.subject) for m in stored)
+        self.recent.reset(position, latest)
         return position
 
-    def snapshot(self, subjects: tuple[str, ...] | None) -> list[LiveEvent]:
-        """A delayed feed's last message of each of `subjects` (None: all) handed over so
-        far, oldest first: a fresh client's start, before what the feed hands over next."""
-        latest = self._latest
-        wanted = latest.values() if subjects is None else filter(None, map(latest.get, subjects))
-        prefix = f"{self.incarnation}-".encode()
-        return [
-            LiveEvent(
-                message.sequence,
-                self._framer.frame(
-                    prefix + b"%d" % message.sequence, message.data, message.subject
-                ),
-                sse.published_at(message.data),
-                message.subject,
-            )
-            for message in sorted(wanted, key=lambda message: message.sequence)
-        ]
+    def _event(self, prefix: bytes, sequence: int, data: bytes, subject: str) -> LiveEvent:
+        frame = self._framer.frame(prefix + b"%d" % sequence, data, subject)
+        return LiveEvent(sequence, frame, sse.published_at(data), subject)
 
     async def _dispatch_when_due(self, prefix: bytes, batch: list[Msg]) -> None:
         """Hand each message over once it was stored `delay` seconds ago (in order)."""
-        latest = self._latest
         start = 0
         for i, msg in enumerate(batch):
             wait = stored_at(msg.reply) + self.delay - time.time()
@@ -263,31 +260,31 @@ class LiveFeed:
                 self._dispatch(prefix, batch[start:i])
                 start = i
                 await asyncio.sleep(wait)
-            digits, _ = delivery(msg.reply)
-            latest[msg.subject] = StoredMessage(int(digits), msg.subject, msg.data)
         self._dispatch(prefix, batch[start:])
 
     def _dispatch(self, prefix: bytes, batch: list[Msg]) -> None:
         by_subject = self._by_subject
         everything = self._everything
         due = self._due
+        recent = self.recent
+        framer = self._framer
         for msg in batch:
             digits, _ = delivery(msg.reply)
             sequence = int(digits)
             if sequence <= self.position:
                 continue  # from an earlier consumer of ours that came back: already sent
             self.position = sequence
-            outboxes = by_subject.get(msg.subject)
-            if not outboxes and not everything:
-                continue
-            frame = self._framer.frame(prefix + digits, msg.data, msg.subject)
-            event = LiveEvent(sequence, frame, sse.published_at(msg.data), msg.subject)
-            for outbox in outboxes or ():
+            data = msg.data
+            frame = framer.frame(prefix + digits, data, msg.subject)
+            event = LiveEvent(sequence, frame, sse.published_at(data), msg.subject)
+            recent.add(event)
+            for outbox in by_subject.get(msg.subject, ()):
                 if outbox.offer(event):
                     due.append(outbox)
             for outbox in everything:
                 if outbox.offer(event):
                     due.append(outbox)
+        recent.trim(asyncio.get_running_loop().time(), self.position)
         if not self._coalesce:
             self._wake_due()
         elif due:

@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.errors import ForbiddenError, GatewayError, UnauthorizedError
+from gateway.errors import ForbiddenError, GatewayError, OverloadedError, UnauthorizedError
 from gateway.metrics import INTERNAL, Metrics
 
 logger = logging.getLogger(__name__)
@@ -24,12 +24,13 @@ def problem(
     detail: str,
     kind: str,
     headers: dict[str, str] | None = None,
+    retry_after: int = RETRY_AFTER_SECONDS,
     **extensions: object,
 ) -> Response:
     body = {"type": f"/problems/{kind}", "title": title, "status": status, "detail": detail}
     body.update(extensions)  # RFC 9457 extension members
     if status in (429, 503):  # try again later: when, roughly
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        headers = {"Retry-After": str(retry_after)}
     return JSONResponse(body, status, headers, media_type=PROBLEM_JSON)
 
 
@@ -39,6 +40,8 @@ def problem_for(exc: GatewayError) -> Response:
         return problem(exc.status, exc.title, str(exc), kind, {"WWW-Authenticate": exc.challenge()})
     if isinstance(exc, ForbiddenError):
         return problem(exc.status, exc.title, str(exc), kind, symbols=exc.symbols)
+    if isinstance(exc, OverloadedError):
+        return problem(exc.status, exc.title, str(exc), kind, retry_after=exc.retry_after)
     return problem(exc.status, exc.title, str(exc), kind)
 
 
