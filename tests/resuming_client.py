@@ -24,6 +24,7 @@ class Session:
     events: list[Event] = field(default_factory=list)
     endings: list[str] = field(default_factory=list)
     resets: list[Event] = field(default_factory=list)
+    comments: list[str] = field(default_factory=list)  # e.g. why a stream ended
     resume_gaps: list[float] = field(default_factory=list)  # disconnect -> next event, s
 
     @property
@@ -92,6 +93,7 @@ class ResumingClient:
                     if block is None:
                         self.session.endings.append(f"{url}: {'cut' if stream.cut else 'end'}")
                         return time.monotonic()
+                    self.session.comments.extend(block.comments)
                     if block.event == "reset":
                         self.session.resets.append(block)
                     elif block.data:

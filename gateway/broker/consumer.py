@@ -101,6 +101,7 @@ class PullConsumer:
         "_outstanding",
         "_ready",
         "_silence",
+        "_silences",
         "_sub",
         "_wake",
         "initial_pending",
@@ -134,6 +135,7 @@ class PullConsumer:
         self._wake = Wakeup()
         self._outstanding = 0
         self._last_heard = 0.0
+        self._silences = 0  # silences in a row, each answered by pulling again
         # Why it ended, as text: a stored, raised exception would keep its traceback's
         # frames (and this object) alive in a reference cycle.
         self._failure: str | None = None
@@ -206,13 +208,16 @@ class PullConsumer:
     def repull(self) -> None:
         """Forget the pull requests in flight (lost in a reconnect) and ask again."""
         self._outstanding = 0
+        self._silences = 0  # a new connection: a new silence window
+        self._last_heard = asyncio.get_running_loop().time()
         self._wake.set()
 
-    async def next_batch(self, timeout: float) -> list[Msg]:
+    async def next_batch(self, timeout: float, *, probe: bool = False) -> list[Msg]:
         """The messages that have arrived, waiting up to `timeout` for at least one.
 
-        Returns [] when nothing came in time; raises StreamEndedError when the feed was
-        stopped or the consumer is gone (deleted, or lost with a NATS restart).
+        Returns [] when nothing came in time (with `probe`, once JetStream has answered for
+        the stream: else NatsUnavailableError); raises StreamEndedError when the feed was
+        stopped or the consumer is gone (deleted, lost with a NATS restart, or silent).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -232,14 +237,28 @@ class PullConsumer:
                 except TimeoutError:
                     pass
             elif now >= deadline:
+                if probe:  # a quiet stream, or a JetStream cut off: which is it?
+                    await self._probe()
                 return []
+            elif self._silences:
+                # Asked again and still nothing: the link to the consumer is silent (a
+                # partition, or its node cut off). End; a new consumer may be reachable.
+                raise StreamEndedError(f"no word from consumer {self.spec.name}")
             else:
                 # Neither messages nor heartbeats: our pull requests were lost (a reconnect).
                 # Ask again; if the consumer itself is gone, the server answers 503.
+                self._silences += 1
                 self._outstanding = 0
                 self._last_heard = now
         batch, self._ready = self._ready, []
         return batch
+
+    async def _probe(self) -> None:
+        try:
+            async with asyncio.timeout(self._api_timeout):
+                await self._js.stream_info(self.spec.stream)
+        except (NatsError, TimeoutError) as exc:
+            raise NatsUnavailableError(f"JetStream did not answer: {exc!r}") from None
 
     async def _pull(self) -> None:
         request = {
@@ -258,6 +277,7 @@ class PullConsumer:
 
     async def _on_message(self, msg: Msg) -> None:
         self._last_heard = asyncio.get_running_loop().time()
+        self._silences = 0
         headers = msg.headers
         status = headers.get(_STATUS) if headers else None
         if status is None:
