@@ -81,7 +81,8 @@ class Settings(CommonSettings):
     coalesce: float = setting(
         0.02,
         "live writes go out at most once per this many seconds, events arriving in between "
-        "join them (0: every event at once)",
+        "joining them; under a light load they go at once, the spacing grows with the cost "
+        "of writing (0: every event at once)",
     )
     max_pending_bytes: int = setting(
         4 * 1024 * 1024,

@@ -5,6 +5,7 @@ readers, and what the feed does when its stream or its consumer goes away."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -119,12 +120,41 @@ async def test_without_coalescing_readers_are_told_as_the_events_are_offered(
             assert not everything.due
 
 
-async def test_with_coalescing_ticks_within_one_interval_are_one_on_due_per_reader(
+class CostlyReader(RecordingReader):
+    """A reader whose every on_due takes `cost` seconds of the loop (a write to many
+    sockets, say)."""
+
+    cost = 0.05
+
+    def on_due(self, now: float) -> None:
+        super().on_due(now)
+        time.sleep(self.cost)  # holds the loop, as real writes do
+
+
+async def test_a_light_load_is_told_at_once_even_with_a_long_coalesce(
+    nats_url: str, nc: NATS, js: JetStreamContext
+) -> None:
+    aapl = outbox("AAPL")
+    reader = RecordingReader(aapl)
+    async with running_live_feed(nc, js, feed_settings(nats_url, coalesce=1.0), Metrics()) as feed:
+        feed.subscribe(aapl)
+        told = []
+        for price in ("1.0", "1.1", "1.2"):
+            told.append(await publish(js, "AAPL", price))
+            # Far less than --coalesce: the flush costs next to nothing, so it is not held.
+            await eventually(
+                lambda: len(reader.dues) == len(told), within=0.5, what="the tick told at once"
+            )
+    assert reader.dues == [told[:1], told[:2], told]
+
+
+async def test_under_a_costly_flush_ticks_within_its_spacing_are_one_on_due_per_reader(
     nats_url: str, nc: NATS, js: JetStreamContext
 ) -> None:
     aapl, everything = outbox("AAPL"), outbox()
-    readers = [RecordingReader(aapl), RecordingReader(everything)]
-    # The longest interval allowed, so that the ticks below surely fall within one.
+    readers = [CostlyReader(aapl), CostlyReader(everything)]
+    # The first flush costs 0.1 s: the next waits 0.4 s (FLUSH_SPACING), well within the
+    # longest --coalesce, so the burst below surely falls within it.
     settings = feed_settings(nats_url, coalesce=1.0)
     async with running_live_feed(nc, js, settings, Metrics()) as feed:
         feed.subscribe(aapl)

@@ -11,9 +11,8 @@ the last --resume-window seconds of events, the catch-up of a client that comes 
 within them. Neither needs a consumer.
 
 A delayed feed (`delay` > 0, one per distinct delay per process) follows the stream
-`delay` seconds behind: it hands each message over once JetStream's clock says it was
-stored that long ago. JetStream holds what is not due yet; the feed reads at most a batch
-ahead.
+`delay` seconds behind: it hands a message over once JetStream's clock says it was stored
+that long ago. JetStream holds what is not due yet (the feed reads a batch ahead at most).
 """
 
 from __future__ import annotations
@@ -46,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 LIVE_BATCH = 1024
 RESTART_DELAY = 0.5
+FLUSH_SPACING = 4.0
 
 
 class LiveFeed:
@@ -80,6 +80,7 @@ class LiveFeed:
         self._due: list[Policy] = []
         self._flush: asyncio.TimerHandle | None = None  # the next flush, while any is due
         self._flushed_at = 0.0  # loop time of the last flush
+        self._spacing = 0.0  # seconds from one flush to the next, at least
         self._changed = asyncio.Event()  # replaced at each change; waiters hold the old one
         self._consumer: PullConsumer | None = None
         self._generations = itertools.count(1)
@@ -127,17 +128,20 @@ class LiveFeed:
         self._changed = asyncio.Event()
 
     def _schedule_flush(self) -> None:
-        """Write (or wake) the due outboxes at most once per --coalesce seconds: at once
-        when the last flush is that long ago (a lone tick is not held back), else when it
-        will be (ticks in between join the same writes). No timer while nothing is due."""
+        """Write (or wake) the due outboxes once the spacing since the last flush is over:
+        at once after a quiet spell, else then (ticks in between join the same writes)."""
         if self._flush is None:
             loop = asyncio.get_running_loop()
-            self._flush = loop.call_at(self._flushed_at + self._coalesce, self._flush_due)
+            self._flush = loop.call_at(self._flushed_at + self._spacing, self._flush_due)
 
     def _flush_due(self) -> None:
         self._flush = None
-        self._flushed_at = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        self._flushed_at = started = loop.time()
         self._wake_due()
+        # The next waits FLUSH_SPACING times this one's cost, at most --coalesce: a light
+        # load is written at once, a heavy one gathers more events per write.
+        self._spacing = min(self._coalesce, (loop.time() - started) * FLUSH_SPACING)
 
     def _wake_due(self) -> None:
         due, self._due = self._due, []
