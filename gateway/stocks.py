@@ -15,6 +15,7 @@ from gateway.auth.tokens import Authenticator
 from gateway.broker.symbols import StoredSymbols
 from gateway.errors import GatewayError
 from gateway.http.connection import SseConnection
+from gateway.http.encoding import negotiate
 from gateway.http.problems import ErrorAnswers
 from gateway.http.query import parse_query, refuse_token_parameters
 from gateway.http.security import CorsPolicy, security_headers
@@ -60,13 +61,15 @@ class StocksEndpoint:
             delivery = query.delivery.at_least(grant.floor)
             query = dataclasses.replace(query, symbols=symbols, delivery=delivery)
         address = request.client.host if request.client else "unknown"
-        return PriceStream(self.hub, query, address, grant, headers)
+        accepted = ",".join(request.headers.getlist("accept-encoding"))
+        coding = negotiate(accepted, enabled=self._settings.compression)
+        return PriceStream(self.hub, query, address, grant, headers, coding)
 
     async def head(self, request: Request) -> Response:
         """HEAD /stocks: validated like a GET, answered with the stream's headers alone;
         no consumer is created for a request that reads no events."""
         stream = await self._stream_for(request)
-        return stream_head(stream.query.delivery)
+        return stream_head(stream.query.delivery, stream.coding)
 
     async def _serve(self, request: Request, sink: Sink) -> None:
         """GET /stocks without the middleware stack: the answers get the same headers,

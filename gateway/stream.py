@@ -18,6 +18,7 @@ from gateway.errors import GatewayError, StreamEndedError
 from gateway.feed import sse
 from gateway.feed.client import ClientFeed
 from gateway.feed.splice import CLIENT_CLOSED, ORDERLY_ENDS, SLOW_CLIENT, TOKEN_EXPIRED
+from gateway.http.encoding import UNCODED, Coding
 from gateway.http.problems import problem_for
 from gateway.http.query import StreamQuery
 from gateway.http.sink import Headers, Sink
@@ -36,7 +37,7 @@ HEADERS = [
 class PriceStream:
     """The stream of prices for one validated query."""
 
-    __slots__ = ("address", "extra_headers", "grant", "hub", "query")
+    __slots__ = ("address", "coding", "extra_headers", "grant", "hub", "query")
 
     def __init__(
         self,
@@ -45,12 +46,14 @@ class PriceStream:
         address: str,
         grant: Grant | None = None,
         headers: Headers = (),
+        coding: Coding = UNCODED,
     ) -> None:
         self.hub = hub
         self.query = query
         self.address = address
         self.grant = grant
         self.extra_headers = headers  # security and CORS, on every answer
+        self.coding = coding  # of the 200 answer only: problems go uncompressed
 
     @property
     def _user(self) -> str | None:
@@ -91,7 +94,10 @@ class PriceStream:
         try:
             # A temporary: this frame lasts as long as the stream, and the headers need not.
             await sink.begin(
-                [*HEADERS, *delivery.headers(), *self.extra_headers], head, settings.send_timeout
+                [*stream_headers(delivery, self.coding), *self.extra_headers],
+                head,
+                settings.send_timeout,
+                self.coding.compressor(),  # allocated now that the stream begins
             )
             self.extra_headers = ()  # sent; not kept for the life of the stream
             feed.last_write = loop.time()
@@ -141,6 +147,7 @@ class PriceStream:
                 "delay": self.query.delivery.delay,
                 "symbols": self.query.symbols or "*",
                 "position": str(self.query.position or ""),
+                "encoding": "gzip" if self.coding.gzip else "identity",
                 "reset": feed.start.reset and feed.start.reset.reason,
                 "user": self.grant and self.grant.subject,
             },
@@ -158,9 +165,14 @@ class PriceStream:
         return loop.call_later(delay, feed.stop, TOKEN_EXPIRED)
 
 
-def stream_head(delivery: Delivery) -> Response:
+def stream_headers(delivery: Delivery, coding: Coding) -> list[tuple[bytes, bytes]]:
+    """The 200 answer's own headers (a GET's and a HEAD's)."""
+    return [*HEADERS, *coding.headers, *delivery.headers()]
+
+
+def stream_head(delivery: Delivery, coding: Coding) -> Response:
     """The answer to a HEAD: a GET's headers, without a body length (the stream has none)."""
-    headers = [*HEADERS, *delivery.headers()]
+    headers = stream_headers(delivery, coding)
     response = Response(headers={name.decode(): value.decode() for name, value in headers})
     del response.headers["content-length"]
     return response

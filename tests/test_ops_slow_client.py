@@ -12,7 +12,7 @@ from nats.js import JetStreamContext
 
 from tests.processes import GatewayProcess
 from tests.publishing import SteadyPublisher
-from tests.sse_client import SSEStream, open_stream
+from tests.sse_client import PLAIN, SSEStream, open_stream
 
 SYMBOLS = ["AAPL", "MSFT", "GOOG", "AMZN"]
 RATE = 2000  # ticks/s
@@ -50,7 +50,8 @@ async def test_slow_client_is_ended_without_growing_memory_or_delaying_others(
     try:
         async with (
             httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None)) as http,
-            http.stream("GET", f"{gateway.url}/stocks") as slow,  # never read until the end
+            # Never read until the end; uncompressed, so that its backlog fills the sockets.
+            http.stream("GET", f"{gateway.url}/stocks", headers=PLAIN) as slow,
             open_stream(gateway.url) as normal,
         ):
             assert slow.status_code == 200

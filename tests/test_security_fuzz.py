@@ -175,7 +175,7 @@ def send(client: httpx.Client, wire: Mapping[str, Any]) -> Answer:
         wire["method"], wire["url"], params=wire.get("params"), headers=headers
     ) as response:
         if response.headers.get("content-type", "").startswith("text/event-stream"):
-            body = next(response.iter_raw(), b"")
+            body = next(response.iter_bytes(), b"")  # decoded: httpx asks for gzip
         else:
             body = response.read()
     return Answer(response, body, time.monotonic() - started)

@@ -18,6 +18,7 @@ from uvicorn.server import ServerState
 from gateway.errors import StreamEndedError
 from gateway.feed.client import ClientFeed
 from gateway.feed.splice import CLIENT_CLOSED, DRAINING, SLOW_CLIENT
+from gateway.http.encoding import Gzip
 from gateway.http.sink import FINAL_WRITE_TIMEOUT, Headers
 
 STREAM_HEAD = b"HTTP/1.1 200 OK\r\n"
@@ -33,7 +34,16 @@ class SseConnection(asyncio.Protocol):
     stream ends, so a browser reconnects afresh, possibly to another replica.
     """
 
-    __slots__ = ("_chunked", "_server", "_waiter", "closed", "feed", "paused", "transport")
+    __slots__ = (
+        "_chunked",
+        "_gzip",
+        "_server",
+        "_waiter",
+        "closed",
+        "feed",
+        "paused",
+        "transport",
+    )
 
     def __init__(self, transport: asyncio.Transport, server: ServerState, *, chunked: bool) -> None:
         self.transport = transport
@@ -46,6 +56,7 @@ class SseConnection(asyncio.Protocol):
         self.closed = False
         self.paused = False  # the transport's buffer is over its high-water mark
         self._waiter: asyncio.Future[None] | None = None
+        self._gzip: Gzip | None = None  # the stream's compressor, if it asked for gzip
 
     # asyncio.Protocol
 
@@ -99,6 +110,8 @@ class SseConnection(asyncio.Protocol):
         return not self.closed and not self.paused
 
     def write_now(self, body: bytes) -> None:
+        if self._gzip is not None:  # one test, for a stream that did not ask, and no call
+            body = self._gzip.encode(body)
         self.transport.write(self._framed(body))
 
     def watching(self, feed: ClientFeed) -> SseConnection:
@@ -125,15 +138,18 @@ class SseConnection(asyncio.Protocol):
         head.append(bytes(response.body))
         self._close_after(b"".join(head))
 
-    async def begin(self, headers: Headers, body: bytes, timeout: float) -> None:
+    async def begin(self, headers: Headers, body: bytes, timeout: float, gzip: Gzip | None) -> None:
         if self.closed:
             return  # the feed is stopped: the stream ends before its first write
+        self._gzip = gzip
         head = [STREAM_HEAD]
         _append_headers(head, self._server.default_headers)
         _append_headers(head, headers)
         if self._chunked:
             head.append(b"transfer-encoding: chunked\r\n")
         head.append(b"connection: close\r\n\r\n")
+        if gzip is not None:
+            body = gzip.encode(body)
         head.append(self._framed(body))
         self.transport.write(b"".join(head))
         await self._drain(timeout)
@@ -141,13 +157,18 @@ class SseConnection(asyncio.Protocol):
     async def write(self, body: bytes, timeout: float) -> None:
         if self.closed:
             return
+        if self._gzip is not None:
+            body = self._gzip.encode(body)
         self.transport.write(self._framed(body))
         if self.paused:
             await self._drain(timeout)
 
     async def end(self, final: bytes) -> None:
-        if not self.closed:
-            self._close_after(self._framed(final) + b"0\r\n\r\n" if self._chunked else final)
+        if self.closed:
+            return
+        if self._gzip is not None:
+            final = self._gzip.finish(final)
+        self._close_after(self._framed(final) + b"0\r\n\r\n" if self._chunked else final)
 
     # Internals
 

@@ -18,6 +18,7 @@ from gateway.errors import StreamEndedError
 from gateway.feed.client import ClientFeed
 from gateway.feed.splice import CLIENT_CLOSED, SLOW_CLIENT
 from gateway.feed.writes import DirectSink
+from gateway.http.encoding import Gzip
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,9 @@ class Sink(Protocol):
     async def answer(self, response: Response) -> None:
         """A whole answer instead of a stream (a problem), then the end of the exchange."""
 
-    async def begin(self, headers: Headers, body: bytes, timeout: float) -> None:
-        """The 200 answer with `headers`, and the first bytes of its endless body."""
+    async def begin(self, headers: Headers, body: bytes, timeout: float, gzip: Gzip | None) -> None:
+        """The 200 answer with `headers`, and the first bytes of its endless body; with
+        `gzip`, this write and every later one go through it (`headers` say so)."""
 
     async def write(self, body: bytes, timeout: float) -> None:
         """More of the body. Waits while the client is not reading, and raises
@@ -64,6 +66,7 @@ class AsgiSink:
         self._receive = receive
         self._send = send
         self._watcher: asyncio.Task[None] | None = None
+        self._gzip: Gzip | None = None
 
     @property
     def connected(self) -> bool:
@@ -87,11 +90,14 @@ class AsgiSink:
     async def answer(self, response: Response) -> None:
         await response(self._scope, self._receive, self._send)
 
-    async def begin(self, headers: Headers, body: bytes, timeout: float) -> None:
+    async def begin(self, headers: Headers, body: bytes, timeout: float, gzip: Gzip | None) -> None:
+        self._gzip = gzip
         await self._send({"type": "http.response.start", "status": 200, "headers": headers})
         await self.write(body, timeout)
 
     async def write(self, body: bytes, timeout: float) -> None:
+        if self._gzip is not None:
+            body = self._gzip.encode(body)
         # The server's send() waits inside while the client does not read: a deadline per
         # write (this way is rare: the connection itself takes almost every stream).
         try:
@@ -101,6 +107,8 @@ class AsgiSink:
             raise StreamEndedError(SLOW_CLIENT) from None
 
     async def end(self, final: bytes) -> None:
+        if self._gzip is not None:
+            final = self._gzip.finish(final)
         try:
             async with asyncio.timeout(FINAL_WRITE_TIMEOUT):
                 await self._send({"type": "http.response.body", "body": final, "more_body": False})
