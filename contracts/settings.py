@@ -187,6 +187,12 @@ class CommonSettings:
         "bytes of one message the stream stores; bigger publishes are refused",
         env="STREAM_MAX_MSG_SIZE",
     )
+    stream_consumer_max_inactive: float = setting(
+        _STREAM.consumer_max_inactive,
+        "seconds any consumer of the stream may stay unused (and what one naming none gets); "
+        "0 = no limit; keep it above the gateway's --inactive-threshold + 86400 (delay)",
+        env="STREAM_CONSUMER_MAX_INACTIVE",
+    )
 
     def __post_init__(self) -> None:
         require(
@@ -208,6 +214,9 @@ class CommonSettings:
         require(self.stream_duplicate_window > 0, "--stream-duplicate-window must be > 0")
         require(self.stream_max_consumers > 0, "--stream-max-consumers must be > 0")
         require(self.stream_replicas in {1, 3, 5}, "--stream-replicas must be 1, 3 or 5")
+        require(
+            self.stream_consumer_max_inactive >= 0, "--stream-consumer-max-inactive must be >= 0"
+        )
         require(
             256 <= self.stream_max_msg_size <= 1024 * 1024,
             "--stream-max-msg-size must be 256 to 1048576 bytes (NATS's default max payload)",
@@ -271,6 +280,7 @@ class CommonSettings:
             max_consumers=self.stream_max_consumers,
             replicas=self.stream_replicas,
             max_msg_size=self.stream_max_msg_size,
+            consumer_max_inactive=self.stream_consumer_max_inactive,
         )
 
 

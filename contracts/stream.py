@@ -7,7 +7,14 @@ import logging
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
+from nats.js.api import (
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    StreamConsumerLimits,
+    StreamInfo,
+)
 from nats.js.errors import APIError, NotFoundError
 
 from contracts.errors import StreamConfigError
@@ -41,6 +48,8 @@ class StreamSettings:
     max_consumers: int = DEFAULT_MAX_CONSUMERS
     replicas: int = 1
     max_msg_size: int = DEFAULT_MAX_MSG_SIZE
+    # Seconds; 0: no limit (a durable consumer may then have no threshold at all).
+    consumer_max_inactive: float = 0.0
 
     @property
     def stored_duplicate_window(self) -> float:
@@ -67,6 +76,13 @@ class StreamSettings:
             allow_direct=True,
             # No `Nats-Rollup` header may replace a subject's (or the stream's) history.
             allow_rollup_hdrs=False,
+            # Whoever creates a consumer (a gateway's NATS user cannot be trusted with its
+            # body): none may stay unused for longer than this, durable or not.
+            consumer_limits=(
+                StreamConsumerLimits(inactive_threshold=self.consumer_max_inactive)
+                if self.consumer_max_inactive
+                else None
+            ),
         )
 
     def protected_config(self) -> StreamConfig:

@@ -18,10 +18,13 @@ from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from nats.js.errors import APIError
 
 from contracts.stream import StreamSettings, ensure_stream
+from gateway.delivery import DELAY
+from gateway.settings import Settings
 from tests.conftest import StartGateway
 from tests.nats_security import USERS, Material, connected, users_config, violations
 from tests.servers import NatsServer, eventually
 from tests.sse_client import open_stream
+from tests.test_deploy_stream import stream_settings
 from tests.ticks import publish
 
 pytestmark = pytest.mark.timeout(60)
@@ -31,6 +34,13 @@ STREAM = "PRICES"
 SYMBOL = "AAPL"
 # JetStream's answer to a durable name on the create subject without a consumer name.
 EPHEMERAL_WITH_DURABLE_NAME = 10020
+# ... and to an inactivity threshold above the stream's consumer limit.
+INACTIVE_THRESHOLD_EXCESS = 10153
+# The prod stream's limits that concern consumers, on this one server.
+PROVISIONED = StreamSettings(
+    max_consumers=stream_settings("prod").max_consumers,
+    consumer_max_inactive=stream_settings("prod").consumer_max_inactive,
+)
 
 
 @pytest.fixture
@@ -51,7 +61,7 @@ async def admin_js(nats_url: str, material: Material) -> AsyncIterator[JetStream
     does and one tick in it."""
     async with connected(nats_url, material.clients["admin"]) as (nc, _, _):
         js = nc.jetstream()
-        await ensure_stream(js, StreamSettings(), protect=True)
+        await ensure_stream(js, PROVISIONED, protect=True)
         await publish(js, SYMBOL)
         yield js
 
@@ -97,7 +107,7 @@ async def test_every_consumer_the_gateway_can_make_is_ephemeral(
         assert refused.value.err_code == EPHEMERAL_WITH_DURABLE_NAME
         with pytest.raises(NatsError):  # the legacy durable subject is not even mapped
             await js.add_consumer(STREAM, ConsumerConfig(durable_name="keep"))
-        # Without a threshold of its own, a consumer gets JetStream's (5 s) for ephemerals.
+        # Without a threshold of its own, a consumer gets the stream's longest.
         plain = await js.add_consumer(STREAM, ConsumerConfig(name="plain"))
         assert plain.config.durable_name is None
         assert plain.config.inactive_threshold
@@ -157,3 +167,24 @@ async def test_a_push_consumer_of_the_gateway_delivers_to_no_program(
         for client in clients.values():
             await client.flush()
     assert spied == []
+
+
+async def test_no_consumer_outlives_the_streams_inactivity_limit(
+    nats_url: str, material: Material, admin_js: JetStreamContext
+) -> None:
+    """What the request's body still chooses, the inactivity threshold, is bounded by the
+    stream as the deployment provisions it (STREAM_CONSUMER_MAX_INACTIVE)."""
+    limit = PROVISIONED.consumer_max_inactive
+    async with connected(nats_url, material.clients["gateway"]) as (_, js, _):
+        forever = ConsumerConfig(name="forever", inactive_threshold=10 * 365 * 86400.0)
+        with pytest.raises(APIError) as refused:
+            await js.add_consumer(STREAM, forever)
+        assert refused.value.err_code == INACTIVE_THRESHOLD_EXCESS
+        plain = await js.add_consumer(STREAM, ConsumerConfig(name="plain"))
+        assert plain.config.inactive_threshold == limit
+        # What the gateway itself asks for, at most: a delayed feed at the longest delay.
+        longest = Settings().inactive_threshold + DELAY[-1]
+        delayed = await js.add_consumer(
+            STREAM, ConsumerConfig(name="delayed", inactive_threshold=longest)
+        )
+        assert delayed.config.inactive_threshold == longest
