@@ -1,6 +1,7 @@
-"""`make bench` in miniature: the harness runs W1-W4 end to end on tiny sizes, writes its
-JSON, and the gateway loses nothing; the delivery-control workloads (W1C, W1S) take tens
-of seconds even when small, so their judges are tested here on synthetic inputs instead.
+"""`make bench` in miniature: the harness runs W1-W4 and W5 (a storm of 100 clients) end
+to end on tiny sizes, writes its JSON, and the gateway loses nothing; the delivery-control
+workloads (W1C, W1S) take tens of seconds even when small, so their judges are tested here
+on synthetic inputs instead.
 Speed is never asserted here."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from bench.wire import ResponseDecoder, event_key
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [
     "--quick",
-    "--workloads", "W1,W2,W3,W4",
+    "--workloads", "W1,W2,W3,W4,W5",
     "--loaders", "2",
     "--w1-clients", "20",
     "--w1-rates", "50",
@@ -32,6 +33,9 @@ TINY = [
     "--w4-seconds", "2",
     "--w4-lifetime", "1",
     "--w4-publish-rate", "50",
+    "--w5-clients", "100",
+    "--w5-rate", "50",
+    "--w5-timeout", "30",
 ]  # fmt: skip
 HEADLINES = {
     "gateway": [
@@ -42,6 +46,9 @@ HEADLINES = {
         "w3_catch_up_s",
         "w4_connect_p99_ms",
         "w4_streams_left",
+        "w5_streaming_again_p100_s",
+        "w5_jetstream_api_calls",
+        "w5_jetstream_consumers_created",
     ],
     "naive": ["w1_max_deliveries_per_s", "w2_50_open", "w4_connect_p99_ms"],
 }
@@ -80,6 +87,11 @@ async def test_quick_bench_writes_every_figure_and_loses_nothing(tmp_path: Path)
         for workload in ("W1", "W2", "W4"):
             assert "error" not in run[target][workload], run[target][workload]
     assert run["gateway"]["W3"]["zero_loss"] is True
+    storm = run["gateway"]["W5"]
+    assert storm["zero_loss"] is True, storm["loss"]
+    assert storm["streaming_again"]["never"] == 0, storm
+    assert storm["loss"]["received"] > 0
+    assert "skipped" in run["naive"]["W5"]
     step = run["gateway"]["W1"]["steps"][0]
     assert step["latency"]["samples"] > 0
     assert step["deliveries_per_s"] > 0
