@@ -10,6 +10,7 @@ import sys
 from contracts.logs import configure_logging
 from publisher.app import PublisherService
 from publisher.errors import PublisherError
+from publisher.health import health_server
 from publisher.settings import PublisherSettings, from_environment
 
 PROG = "python -m publisher"
@@ -18,15 +19,17 @@ PROG = "python -m publisher"
 async def serve(settings: PublisherSettings) -> int:
     service = PublisherService(settings)
     try:
-        try:
-            await service.open()
-        except PublisherError as exc:
-            # Before anything else is logged, so the operator sees this one line alone.
-            sys.stderr.write(f"{PROG}: error: {exc}\n")
-            return 2
-        # FastStream handles SIGTERM and SIGINT: it runs the shutdown hook (the tick loop
-        # stops), drains the connection and returns.
-        await service.app.run(log_level=logging.INFO)
+        # The probes answer from the start: alive while waiting for NATS, ready once publishing.
+        async with health_server(settings.health_host, settings.health_port, service.readiness):
+            try:
+                await service.open()
+            except PublisherError as exc:
+                # Before anything else is logged, so the operator sees this one line alone.
+                sys.stderr.write(f"{PROG}: error: {exc}\n")
+                return 2
+            # FastStream handles SIGTERM and SIGINT: it runs the shutdown hook (the tick loop
+            # stops), drains the connection and returns.
+            await service.app.run(log_level=logging.INFO)
     finally:
         await service.close()
     return 1 if service.crashed or service.incomplete else 0

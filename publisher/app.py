@@ -23,12 +23,13 @@ from contracts.nats_options import connect_options
 from contracts.settings import redact_urls
 from contracts.stream import ensure_stream, wait_for_stream
 from contracts.symbols import all_subjects
-from publisher.errors import NatsUnavailableError, StreamUnavailableError
+from publisher.errors import NatsUnavailableError, StreamUnavailableError, describe
 from publisher.last_prices import LastPrices, last_prices
 from publisher.replay import Replayer, check_file
 from publisher.settings import PublisherSettings
 from publisher.ticker import TickPublisher
 from publisher.ticks import PriceWalk
+from publisher.waiting import wait_for_nats
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +48,6 @@ CHANNEL_DESCRIPTION = (
     "`Nats-Msg-Id: <source>:<counter>` (the counter increases per source, across symbols) and "
     "`Nats-Expected-Stream: <stream>`. Stored in the stream `{stream}` (subjects `{subjects}`)."
 )
-
-
-def describe(error: BaseException) -> str:
-    """An exception as one line: its message, or its type when it has none."""
-    text = " ".join(str(error).split())
-    # nats-py quotes the server's -ERR text after its own prefix: "nats: 'Authorization
-    # Violation'".
-    return text.removeprefix("nats: ").strip("'") or type(error).__name__
 
 
 class _Broker(NatsBroker):
@@ -163,6 +156,8 @@ class PublisherService:
             # Every row checked before connecting: a bad file publishes nothing.
             rows = check_file(Path(self.settings.replay), self.settings.source)
             logger.info("replay file checked", extra={"file": self.settings.replay, "ticks": rows})
+        if self.settings.wait_for_nats:  # NATS may not be up yet (a first deployment)
+            await wait_for_nats(self.settings.nats_url, self.settings.wait_for_nats)
         urls = redact_urls(self.settings.nats_url)
         limit = self.settings.connect_timeout
         try:
@@ -232,6 +227,16 @@ class PublisherService:
             "replaying",
             extra={"source": settings.source, "file": settings.replay, "speed": settings.speed},
         )
+
+    def readiness(self) -> str | None:
+        """None while connected and publishing, else why not (the probe's /readyz)."""
+        if not self._opened:
+            return "waiting for NATS and the stream"
+        if not self.broker.connection.is_connected:
+            return "NATS disconnected"
+        if self._task is None or self._task.done():
+            return "not publishing"
+        return None
 
     @property
     def incomplete(self) -> bool:

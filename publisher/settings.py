@@ -32,6 +32,15 @@ class PublisherSettings(CommonSettings):
     connect_timeout: float = setting(
         5.0, "seconds to reach NATS at start; after that, exit with status 2"
     )
+    wait_for_nats: float = setting(
+        0.0,
+        "seconds to wait at start, retrying with back-off, for NATS to accept connections "
+        "before --connect-timeout applies (-1: for ever, as a Deployment should; 0: no wait)",
+    )
+    health_host: str = setting("127.0.0.1", "interface of --health-port (0.0.0.0 in a pod)")
+    health_port: int = setting(
+        0, "port answering GET /healthz (alive) and /readyz (publishing) for probes; 0: none"
+    )
     manage_stream: bool = setting(
         True,
         "create or update the stream at start; false: only wait (--connect-timeout) for it to "
@@ -63,6 +72,11 @@ class PublisherSettings(CommonSettings):
         require(self.publish_timeout > 0, "--publish-timeout must be > 0")
         require(0 <= self.publish_retries <= 100, "--publish-retries must be 0-100")
         require(self.connect_timeout > 0, "--connect-timeout must be > 0")
+        require(
+            self.wait_for_nats >= 0 or self.wait_for_nats == -1,
+            "--wait-for-nats must be >= 0 seconds, or -1 (for ever)",
+        )
+        require(0 <= self.health_port < 65536, "--health-port must be 0-65535")
         require(
             not self.replay or os.path.isfile(self.replay),
             f"--replay: {self.replay} is not a readable file",
