@@ -12,14 +12,18 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY contracts ./contracts
 COPY gateway ./gateway
 COPY publisher ./publisher
-# Install the project to get exactly its declared dependencies (all ship wheels, so no
-# compiler is needed), then drop the project itself and the packaging tools: the code runs
-# from /app below, with its data files (page, AsyncAPI document) as they are in the tree.
-RUN pip install . \
+# Exactly the locked versions (requirements.lock, the ones the tests ran against; all ship
+# wheels, so no compiler is needed), then the project without resolving anything more,
+# and pip check that the two agree. Then drop the project itself and the packaging tools:
+# the code runs from /app below, with its data files (page, AsyncAPI document) as they are
+# in the tree.
+RUN pip install --no-deps -r requirements.lock \
+ && pip install --no-deps . \
+ && pip check \
  && pip uninstall --yes price-gateway \
  && pip uninstall --yes pip setuptools \
  && python -m compileall -q /opt/venv/lib

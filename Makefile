@@ -15,11 +15,11 @@ install: $(INSTALLED) tools
 
 # pip's output (setuptools' editable-install warnings included) goes to a log, shown only
 # when pip fails: the first screen of `make run` is the URL, not build chatter.
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml requirements.lock
 	@echo "Installing the project into $(VENV) (pip's log: $(PIP_LOG))"
 	@$(PYTHON) -m venv $(VENV)
 	@{ $(BIN)/python -m pip install --upgrade pip && \
-	   $(BIN)/python -m pip install -e '.[dev]'; } >$(PIP_LOG) 2>&1 || \
+	   $(BIN)/python -m pip install -c requirements.lock -e '.[dev]'; } >$(PIP_LOG) 2>&1 || \
 	 { tail -n 30 $(PIP_LOG); echo "pip failed; its whole log: $(PIP_LOG)"; exit 1; }
 	@touch $@
 
@@ -53,6 +53,12 @@ asyncapi: install
 # docs/configuration.md from both commands' --help; a test fails while it is stale.
 docs: install
 	$(BIN)/python -m tests.configuration_docs
+
+# The prod overlay's images pinned to their registry digests (deploy/README.md): needs
+# crane or docker buildx, and the registry. Commit the result.
+.PHONY: pin-images
+pin-images: $(INSTALLED)
+	$(BIN)/python deploy/pin_images.py
 
 # The benchmark (bench/README.md): a table on stdout, JSON in bench/results/.
 # Flags through BENCH_ARGS, e.g. make bench BENCH_ARGS="--quick --workloads W1,W3".

@@ -710,8 +710,8 @@ def test_the_image_tags_and_the_api_description_carry_the_package_version() -> N
     for path in (DEPLOY / "base", DEPLOY / "overlays" / "prod"):
         kustomization = yaml.safe_load((path / "kustomization.yaml").read_text())
         tags = {image["name"]: image["newTag"] for image in kustomization.get("images", [])}
-        assert tags, f"{path}: no image tags"
-        assert set(tags.values()) == {version}, f"{path}: {tags}"
+        # The project's image; prod also lists NATS's, for the pinning step (pin_images.py).
+        assert tags.get("price-gateway") == version, f"{path}: {tags}"
     assert f"price-gateway:{version} ." in (DEPLOY / "README.md").read_text()
 
 
