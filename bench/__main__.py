@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.compression import GATEWAY_ONLY as COMPRESSION_ONLY
+from bench.compression import WORKLOADS as COMPRESSION_WORKLOADS
 from bench.config import ROOT, BenchConfig, parse_args
 from bench.delivery import GATEWAY_ONLY
 from bench.delivery import WORKLOADS as DELIVERY_WORKLOADS
@@ -31,8 +33,13 @@ from bench.storm import GATEWAY_ONLY as STORM_ONLY
 from bench.storm import WORKLOADS as STORM_WORKLOADS
 from bench.workloads import RESUMABLE, WORKLOADS
 
-ALL_WORKLOADS = {**WORKLOADS, **DELIVERY_WORKLOADS, **STORM_WORKLOADS}
-SKIPPED = {"W3": "the naive baseline keeps no history", **GATEWAY_ONLY, **STORM_ONLY}
+ALL_WORKLOADS = {**WORKLOADS, **DELIVERY_WORKLOADS, **COMPRESSION_WORKLOADS, **STORM_WORKLOADS}
+SKIPPED = {
+    "W3": "the naive baseline keeps no history",
+    **GATEWAY_ONLY,
+    **COMPRESSION_ONLY,
+    **STORM_ONLY,
+}
 
 LOG_TAIL = 3000
 

@@ -64,7 +64,7 @@ async def w1c_conflated(env: Environment, config: BenchConfig) -> dict[str, Any]
         step: dict[str, Any] = {"rate_target": rate}
         for mode in MODES:
             conflate_ms = config.conflate_ms if mode == "conflated" else 0
-            step[mode] = await _fan_out_step(env, config, rate, conflate_ms, first_id)
+            step[mode] = await fan_out_step(env, config, rate, conflate_ms, first_id)
             first_id += config.w1_clients
         step["ratios"] = _ratios(step["exact"], step["conflated"])
         steps.append(step)
@@ -84,12 +84,19 @@ def _clean(loss: dict[str, Any]) -> bool:
     return not any(loss.get(kind) for kind in kinds)
 
 
-async def _fan_out_step(
-    env: Environment, config: BenchConfig, rate: float, conflate_ms: int, first_id: int
+async def fan_out_step(
+    env: Environment,
+    config: BenchConfig,
+    rate: float,
+    conflate_ms: int,
+    first_id: int,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Open w1_clients fresh clients, publish at `rate` for w1c_step_seconds, let them
-    settle, close them; the step's figures."""
+    """Open w1_clients fresh clients (with `headers` on their requests), publish at `rate`
+    for w1c_step_seconds, let them settle, close them; the step's figures."""
     extra = conflated_spec(config, conflate_ms)
+    if headers:
+        extra["headers"] = headers
     specs = [
         _with_conflate(client_spec(first_id + i, config, **extra), conflate_ms)
         for i in range(config.w1_clients)

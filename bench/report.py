@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from bench.compression import w1z_figures
 from bench.stats import median
 from bench.storm import w5_figures
 
@@ -171,6 +172,7 @@ WORKLOAD_FIGURES: tuple[tuple[str, str, Figures], ...] = (
     ("W4", "connect", _w4),
     ("W1C", "steps", _w1c),
     ("W1S", "conflated", _w1s),
+    ("W1Z", "steps", w1z_figures),
     ("W5", "streaming_again", w5_figures),
 )
 

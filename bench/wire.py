@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import zlib
+from typing import Any
+
 HEAD_LIMIT = 64 * 1024
 
 
@@ -19,6 +22,7 @@ class ResponseDecoder:
 
     __slots__ = (
         "_buf",
+        "_inflate",
         "_remaining",
         "_skip",
         "_sse",
@@ -37,7 +41,8 @@ class ResponseDecoder:
         self.status = 0  # 0 until the head has arrived
         self.chunked = False
         self.ended = False  # the terminating zero-length chunk arrived
-        self.body_bytes = 0
+        self.body_bytes = 0  # of the body as sent (gzipped or not)
+        self._inflate: Any = None  # a zlib decompressor when the body is gzipped
         self.retry_after: float | None = None  # a refusal's Retry-After, in seconds
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -51,6 +56,8 @@ class ResponseDecoder:
         if not body:
             return []
         self.body_bytes += len(body)
+        if self._inflate is not None:  # each write of the gateway's decodes whole
+            body = self._inflate.decompress(body)
         if not self._sse and body[-2:] == b"\n\n":  # the usual case: whole events
             return body[:-2].split(b"\n\n")
         text = self._sse + body if self._sse else body
@@ -76,6 +83,8 @@ class ResponseDecoder:
             raise ProtocolError(f"not an HTTP/1.x response: {head[:40]!r}")
         self.status = int(head[9:12])
         self.chunked = b"\r\ntransfer-encoding: chunked" in head.lower()
+        if b"\r\ncontent-encoding: gzip" in head.lower():
+            self._inflate = zlib.decompressobj(wbits=31)
         if self.status != 200:
             self.retry_after = retry_after(head)
         return rest
