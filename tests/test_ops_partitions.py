@@ -16,131 +16,38 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import nats
 import pytest
-from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from contracts.stream import StreamSettings, ensure_stream
-from tests.netns import Link, Namespace, Network, unavailable
+from tests.netns import Link, Namespace, Network
+from tests.partitions import (
+    END_BOUND,
+    GATEWAY_ARGS,
+    HTTP_PORT,
+    NATS_PORT,
+    READY_BOUND,
+    SLACK,
+    SYMBOLS,
+    connected,
+    finish_exactly,
+    network_or_skip,
+    not_ready,
+    ready,
+    start_gateway,
+    start_nats,
+    stream_clients,
+)
 from tests.publishing import SteadyPublisher
 from tests.resuming_client import ResumingClient
-from tests.servers import BIN, eventually
-
-SYMBOLS = ["AAPL", "MSFT", "BRK.B"]
-NATS_PORT, HTTP_PORT = 4222, 8080  # inside namespaces of their own: never taken
-# Tight settings for the cut-off gateway, and the bounds docs/operations.md derives from
-# them: not ready once a readiness check times out (2 s) past its 1 s cache; streams
-# ended within ping interval + 3 x nats-timeout + 3 s (a consumer delete given up, and
-# the live feed's restarts).
-PING, NATS_TIMEOUT = 1.0, 2.0
-READY_BOUND = 2.0 + 1.0
-END_BOUND = PING + 3 * NATS_TIMEOUT + 3.0
-SLACK = 4.0  # a shared, loaded machine: scheduling, not the gateway's bound
-GATEWAY_ARGS = ["--inactive-threshold", "5", "--nats-timeout", str(NATS_TIMEOUT)]
-GATEWAY_ARGS += ["--nats-ping-interval", str(PING)]
+from tests.servers import eventually
 
 
 @pytest.fixture
 async def network() -> AsyncIterator[Network]:
-    if reason := unavailable():
-        if os.environ.get("CI"):
-            pytest.fail(f"partition tests cannot run in CI: {reason}")
-        pytest.skip(reason)
-    async with Network() as net:
+    async with network_or_skip() as net:
         yield net
-
-
-async def _status(url: str) -> int | None:
-    try:
-        async with httpx.AsyncClient(timeout=5) as http:
-            return (await http.get(f"{url}/readyz")).status_code
-    except httpx.TransportError:
-        return None
-
-
-async def _connects(url: str) -> NATS | None:
-    try:
-        return await nats.connect(url, connect_timeout=1, max_reconnect_attempts=-1)
-    except (nats.errors.Error, OSError, TimeoutError):
-        return None
-
-
-async def start_nats(
-    net: Network, namespace: Namespace, tmp: Path, *flags: str
-) -> asyncio.subprocess.Process:
-    store = tmp / namespace.name
-    argv = [str(BIN / "nats-server"), "-a", "0.0.0.0", "-p", str(NATS_PORT), "-js"]
-    argv += ["-sd", str(store), "--no_advertise", *flags]
-    return await net.start(namespace, argv, tmp / f"{namespace.name}.log")
-
-
-async def start_gateway(
-    net: Network, namespace: Namespace, nats_url: str, tmp: Path, name: str
-) -> str:
-    """A gateway inside `namespace`; its URL as this machine reaches it."""
-    argv = [sys.executable, "-m", "gateway", "--port", str(HTTP_PORT)]
-    argv += ["--gateway-id", name, *GATEWAY_ARGS]
-    await net.start(namespace, argv, tmp / f"{name}.log", {"NATS_URL": nats_url})
-    url = f"http://127.0.0.1:{await net.relay(namespace, HTTP_PORT)}"
-    await eventually(lambda: _ready(url), within=20, what=f"gateway {name} ready")
-    return url
-
-
-async def _ready(url: str) -> bool:
-    return await _status(url) == 200
-
-
-async def _not_ready(url: str) -> bool:
-    return await _status(url) == 503
-
-
-async def stream_clients(
-    tg: asyncio.TaskGroup, publisher: SteadyPublisher, clients: list[ResumingClient]
-) -> asyncio.Task[None]:
-    """The latest tick per symbol first, so each client must get exactly what the
-    publisher stored; then the clients, then steady publishing."""
-    for symbol in SYMBOLS:
-        await publisher.publish_one(symbol)
-    for client in clients:
-        tg.create_task(client.run())
-    await eventually(
-        lambda: all(len(c.session.events) == len(SYMBOLS) for c in clients),
-        within=20,
-        what="clients got the latest prices",
-    )
-    publishing = tg.create_task(publisher.run())
-    await eventually(
-        lambda: all(len(c.session.events) >= len(SYMBOLS) + 10 for c in clients),
-        within=20,
-        what="clients streaming",
-    )
-    return publishing
-
-
-async def finish_exactly(
-    js: JetStreamContext,
-    publisher: SteadyPublisher,
-    publishing: asyncio.Task[None],
-    clients: list[ResumingClient],
-) -> None:
-    """Stop publishing; every client then has every stored tick once, in stream order."""
-    publisher.stop()
-    await publishing
-    stored = sorted(publisher.sequences)
-    info = await js.stream_info(StreamSettings().name)
-    assert info.state.messages == len(stored), "the stream holds only the publisher's ticks"
-    assert info.state.last_seq == stored[-1]
-    await eventually(
-        lambda: all(c.session.sequences == stored for c in clients),
-        within=20,
-        what="clients have every stored tick",
-    )
-    for client in clients:
-        client.stop()
-        assert client.session.sequences == stored  # no loss, no duplicate, in order
-        assert not client.session.resets
 
 
 SERVER = (
@@ -206,7 +113,7 @@ async def test_a_gateway_cut_off_from_nats_ends_its_streams_and_recovers(
     link = await network.link(nats_ns, a_ns)
     await start_nats(network, nats_ns, tmp_path)
     nats_url = f"nats://127.0.0.1:{await network.relay(nats_ns, NATS_PORT)}"
-    nc = await _connected(nats_url)
+    nc = await connected(nats_url)
     try:
         js = nc.jetstream()
         await ensure_stream(js, StreamSettings())
@@ -220,23 +127,10 @@ async def test_a_gateway_cut_off_from_nats_ends_its_streams_and_recovers(
             {"NATS_URL": f"nats://127.0.0.1:{NATS_PORT}"},
         )
         b_url = f"http://127.0.0.1:{await network.relay(nats_ns, HTTP_PORT)}"
-        await eventually(lambda: _ready(b_url), within=20, what="gateway b ready")
+        await eventually(lambda: ready(b_url), within=20, what="gateway b ready")
         await _cut_and_restore(js, link, a_ns, a_url, b_url)
     finally:
         await nc.close()
-
-
-async def _connected(url: str) -> NATS:
-    nc: NATS | None = None
-
-    async def connects() -> bool:
-        nonlocal nc
-        nc = await _connects(url)
-        return nc is not None
-
-    await eventually(connects, within=15, what=f"NATS answers at {url}")
-    assert nc is not None
-    return nc
 
 
 async def _cut_and_restore(
@@ -249,7 +143,7 @@ async def _cut_and_restore(
         loop = asyncio.get_running_loop()
         await link.cut(silenced=a_ns)
         cut_at = loop.time()
-        await eventually(lambda: _not_ready(a_url), within=READY_BOUND + SLACK, what="a not ready")
+        await eventually(lambda: not_ready(a_url), within=READY_BOUND + SLACK, what="a not ready")
         not_ready_after = loop.time() - cut_at
         await eventually(
             lambda: all(f"{a_url}: end" in c.session.endings for c in clients),
@@ -262,7 +156,7 @@ async def _cut_and_restore(
             lambda: len(publisher.sequences) >= count + 40, within=10, what="more ticks"
         )
         await link.restore()
-        await eventually(lambda: _ready(a_url), within=20, what="a ready again by itself")
+        await eventually(lambda: ready(a_url), within=20, what="a ready again by itself")
         fresh = ResumingClient([a_url])  # a new stream served by A, live
         tg.create_task(fresh.run())
         await eventually(
@@ -276,3 +170,82 @@ async def _cut_and_restore(
     for client in clients:
         assert any("reconnect to resume" in comment for comment in client.session.comments)
     print(f"not ready after {not_ready_after:.1f} s, streams ended after {ended_after:.1f} s")
+
+
+CLUSTER_PORT = 6222
+
+
+async def test_a_nats_node_cut_off_from_its_cluster_and_its_gateway(
+    network: Network, tmp_path: Path
+) -> None:
+    """Three NATS nodes in three namespaces, a link between each pair; gateway 0 beside
+    node 0, gateway 1 beside node 1. Node 0 is cut off from the other two (its routes go
+    silent) while the publisher keeps publishing to the majority: gateway 0 still talks to
+    its node, but JetStream there has no leader. Stream replicas: 3."""
+    spaces = [await network.namespace() for _ in range(3)]
+    links = {(i, j): await network.link(spaces[i], spaces[j]) for i, j in ((0, 1), (0, 2), (1, 2))}
+
+    def address(i: int, seen_from: int) -> str:
+        link = links[(min(i, seen_from), max(i, seen_from))]
+        return link.end_in(spaces[i]).address
+
+    for i, space in enumerate(spaces):
+        routes = [f"nats://{address(j, i)}:{CLUSTER_PORT}" for j in range(3) if j != i]
+        await start_nats(
+            network, space, tmp_path, "-n", f"n{i}", "--cluster_name", "partition",
+            "--cluster", f"nats://0.0.0.0:{CLUSTER_PORT}", "--routes", ",".join(routes),
+        )  # fmt: skip
+    majority = [f"nats://127.0.0.1:{await network.relay(s, NATS_PORT)}" for s in spaces[1:]]
+    nc = await connected(",".join(majority))
+    try:
+        js = nc.jetstream()
+        await eventually(
+            lambda: _ensured(js), within=30, what="the cluster has a leader and the stream"
+        )
+        local = f"nats://127.0.0.1:{NATS_PORT}"
+        g0 = await start_gateway(network, spaces[0], local, tmp_path, "g0")
+        g1_nats = f"{local},nats://{address(2, 1)}:{NATS_PORT}"
+        g1 = await start_gateway(network, spaces[1], g1_nats, tmp_path, "g1")
+        await _cut_node(js, [links[(0, 1)], links[(0, 2)]], spaces[0], g0, g1)
+    finally:
+        await nc.close()
+
+
+async def _ensured(js: JetStreamContext) -> bool:
+    try:
+        await ensure_stream(js, StreamSettings(replicas=3))
+    except (nats.errors.Error, TimeoutError):
+        return False
+    return True
+
+
+async def _cut_node(
+    js: JetStreamContext, links: list[Link], node: Namespace, g0: str, g1: str
+) -> None:
+    publisher = SteadyPublisher(js, SYMBOLS, rate=40)
+    clients = [ResumingClient([g0, g1]) for _ in range(3)]
+    async with asyncio.TaskGroup() as tg:
+        publishing = await stream_clients(tg, publisher, clients)
+        loop = asyncio.get_running_loop()
+        for link in links:
+            await link.cut(silenced=node)
+        cut_at = loop.time()
+        await eventually(lambda: not_ready(g0), within=END_BOUND + SLACK, what="g0 not ready")
+        not_ready_after = loop.time() - cut_at
+        await eventually(
+            lambda: all(f"{g0}: end" in c.session.endings for c in clients),
+            within=END_BOUND + SLACK,
+            what="g0 ended its streams",
+        )
+        ended_after = loop.time() - cut_at
+        count = len(publisher.sequences)
+        await eventually(
+            lambda: len(publisher.sequences) >= count + 40, within=20, what="the majority stores"
+        )
+        for link in links:
+            await link.restore()
+        await eventually(lambda: ready(g0), within=30, what="g0 ready again by itself")
+        await finish_exactly(js, publisher, publishing, clients)
+    print(
+        f"g0 not ready after {not_ready_after:.1f} s, its streams ended after {ended_after:.1f} s"
+    )
