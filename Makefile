@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install tools run test lint format asyncapi docs bench clean
+.PHONY: install tools run test lint format asyncapi docs bench soak chaos clean
 
 PIP_LOG := $(VENV)/pip.log
 TSC := tests/typescript/node_modules/.bin/tsc
@@ -64,6 +64,14 @@ pin-images: $(INSTALLED)
 # Flags through BENCH_ARGS, e.g. make bench BENCH_ARGS="--quick --workloads W1,W3".
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Resilience runs (docs/resilience.md): a report on stdout, exit 1 on a leak or an inexact
+# history. make soak SOAK_ARGS="--seconds 600"; make chaos CHAOS_ARGS="--seed 7".
+soak: install
+	$(BIN)/python -m resilience.soak $(SOAK_ARGS)
+
+chaos: install
+	$(BIN)/python -m resilience.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache

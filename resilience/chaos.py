@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import nats
+
 from resilience.crowd import Crowd, Mix
 from resilience.history import judge, read_stored
 from resilience.rig import STREAM, SUBJECTS, Gateway, Publisher, symbols
@@ -80,7 +82,14 @@ class Chaos:
             await self.cluster.stop()
 
     async def _load(self) -> dict[str, Any]:
-        nc = await self.cluster.connect("chaos")
+        # Its own connection rides out node kills quietly: the report says what happened.
+        nc = await nats.connect(
+            self.cluster.urls().split(","),
+            name="chaos",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.2,
+            error_cb=_quiet,
+        )
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.crowd.run())
@@ -173,6 +182,10 @@ class Chaos:
             "died": self.died,
             "lines": lines,
         }
+
+
+async def _quiet(error: Exception) -> None:
+    pass
 
 
 async def main(argv: list[str] | None = None) -> int:

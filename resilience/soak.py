@@ -83,11 +83,12 @@ class Soak:
         self.restarts: list[str] = []
         self.done = asyncio.Event()
         self.counters: dict[str, float] = {}
+        self.gateway_env: dict[str, str] = {}  # e.g. PYTHONPATH, to inject a leak in a test
 
     async def run(self) -> dict[str, Any]:
         await self.nats.start()
         try:
-            await self.gateway.start()
+            await self.gateway.start(env=self.gateway_env)
             for publisher in self.publishers:
                 await publisher.start()
             return await self._load()
