@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import signal
+from collections.abc import Iterator
 
 import pytest
 from nats.aio.client import Client as NATS
@@ -16,7 +19,7 @@ from contracts.symbols import subject_for
 from gateway.broker.consumer import ConsumerSpec, PullConsumer, delivery
 from gateway.errors import NatsUnavailableError, StreamEndedError
 from gateway.metrics import Metrics
-from tests.servers import eventually
+from tests.servers import NatsServer, eventually
 from tests.ticks import publish
 
 STREAM = "PRICES"
@@ -222,6 +225,36 @@ async def test_next_batch_raises_stream_ended_when_the_consumer_is_deleted_from_
             await pull.next_batch(10.0)
     # Leaving the block after that is quiet: the consumer is already gone.
     assert open_gauge(metrics) == 0
+
+
+@contextlib.contextmanager
+def frozen(server: NatsServer) -> Iterator[None]:
+    """The server stopped (SIGSTOP): its connections stay open and say nothing, as across
+    a partition; it goes on (SIGCONT) on every exit."""
+    assert server.process is not None
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+
+
+async def test_a_consumer_silent_even_after_asking_again_ends(
+    nats_server: NatsServer, nc: NATS, js: JetStreamContext
+) -> None:
+    async with consumer(nc, js, spec("AAPL"), Metrics()) as pull:
+        assert await pull.next_batch(0.1) == []
+        with frozen(nats_server), pytest.raises(StreamEndedError, match="no word from"):
+            await pull.next_batch(30.0)  # two silences of 3 idle heartbeats: ~4 s
+
+
+async def test_a_probing_next_batch_asks_jetstream_when_nothing_came(
+    nats_server: NatsServer, nc: NATS, js: JetStreamContext
+) -> None:
+    async with PullConsumer(nc, js, spec("AAPL"), Metrics(), batch=10, api_timeout=1.0) as pull:
+        assert await pull.next_batch(0.1, probe=True) == []  # quiet, and JetStream answers
+        with frozen(nats_server), pytest.raises(NatsUnavailableError, match="did not answer"):
+            await pull.next_batch(0.1, probe=True)
 
 
 @pytest.mark.parametrize(
