@@ -106,7 +106,7 @@ async def run_once(config: BenchConfig, pinning: Pinning) -> dict[str, dict[str,
 
 
 async def main(config: BenchConfig) -> int:
-    pinning = Pinning.plan(config.pin)
+    pinning = Pinning.plan(config.pin, config.workers)
     if pinning.others is not None:
         os.sched_setaffinity(0, pinning.others)  # children inherit; the server is re-pinned
     open_files = raise_open_files_limit()

@@ -48,6 +48,7 @@ class BenchConfig:
     w5_jitter: float = 2.0
     gateway_src: Path = ROOT
     gateway_args: tuple[str, ...] = ()
+    workers: int = 1
     pin: bool = True
     gc_probe: bool = True
     repeat: int = 1
@@ -179,6 +180,13 @@ def parse_args(argv: Sequence[str]) -> BenchConfig:
         dest="gateway_args",
         help="extra flag for python -m gateway (repeat), e.g. --gateway-arg=--pull-batch=512",
     )
+    add(
+        "--workers",
+        type=int,
+        help="the gateway's --workers (1); above 1 the loaders connect from addresses of "
+        "their own (127.0.0.2, ...), past the 28k ports of one, and the gateway is pinned "
+        "to as many CPUs if more exist, else not at all",
+    )
     add("--no-pin", dest="pin", action="store_false", default=None, help="no CPU pinning")
     add(
         "--no-gc-probe",
@@ -197,4 +205,6 @@ def parse_args(argv: Sequence[str]) -> BenchConfig:
     config = BenchConfig(**chosen)
     if config.symbols_per_client > config.symbols or config.loaders < 1 or config.repeat < 1:
         parser.error("need symbols-per-client <= symbols, loaders >= 1 and repeat >= 1")
+    if config.workers < 1:
+        parser.error("need workers >= 1")
     return config

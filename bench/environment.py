@@ -32,13 +32,13 @@ from bench.processes import (
     Process,
     free_port,
     http_get,
-    metric,
     rss_bytes,
     wait_until_accepting,
     wait_until_ready,
 )
 from bench.publisher import symbol_name
 from bench.stats import Histogram
+from bench.workers import free_ports, process_tree, summed_metric
 
 STREAM = "PRICES"
 GC_PROBE = ROOT / "bench" / "gcprobe"
@@ -68,6 +68,8 @@ class Environment:
         self.nats_url = f"nats://127.0.0.1:{self.nats_port}"
         self.nats_monitor_port = free_port()  # GET /jsz: JetStream API calls, consumers
         self.port = free_port()
+        # With --workers, worker i answers /readyz and /metrics on ops_port + i.
+        self.ops_port = free_ports(config.workers) if self._workers > 1 else 0
         self.nats = Process(
             "nats-server",
             [
@@ -104,7 +106,14 @@ class Environment:
         self.loaders = [
             Controlled(
                 f"loader-{i}",
-                [sys.executable, "-m", "bench.loader", "--port", str(self.port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.loader",
+                    "--port",
+                    str(self.port),
+                    *(["--source", f"127.0.0.{2 + i}"] if self._workers > 1 else []),
+                ],
                 self.dir / f"loader-{i}.log",
                 ROOT,
             )
@@ -145,11 +154,28 @@ class Environment:
             *self.config.gateway_args,
         ]
 
+    @property
+    def _workers(self) -> int:
+        return self.config.workers if self.target == "gateway" else 1
+
     def _server_env(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        if self._workers > 1:
+            env = {"GATEWAY_WORKERS": str(self._workers), "GATEWAY_OPS_PORT": str(self.ops_port)}
         if not self.config.gc_probe:
-            return {}
+            return env
         paths = [str(GC_PROBE), os.environ.get("PYTHONPATH", "")]
-        return {"PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+        return env | {"PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+
+    def metrics_ports(self) -> list[int]:
+        """Where the server's /metrics are: each worker's ops port, or the HTTP port."""
+        if self._workers == 1:
+            return [self.port]
+        return [self.ops_port + i for i in range(self._workers)]
+
+    def server_pids(self) -> list[int]:
+        """The server's processes: with --workers, the supervisor and all below it."""
+        return process_tree(self.server.pid) if self._workers > 1 else [self.server.pid]
 
     def gc_pauses(self, server: Process | None = None) -> dict[str, Any]:
         """What bench/gcprobe reported: collections of 5 ms or more in the server (or in
@@ -202,7 +228,10 @@ class Environment:
             self.pinning.apply_to_server(self.server.pid)
             await self.publisher.start()
             await self.publisher.read(START_TIMEOUT)  # connected, stream ensured
-            await wait_until_ready(self.port, "/readyz", START_TIMEOUT, self.server)
+            for port in self.metrics_ports():  # with --workers, every worker ready
+                await wait_until_ready(port, "/readyz", START_TIMEOUT, self.server)
+            for pid in self.server_pids()[1:]:  # threads its workers started meanwhile
+                self.pinning.apply_to_server(pid)
             for loader in self.loaders:
                 await loader.start()
         except BaseException:
@@ -239,7 +268,7 @@ class Environment:
     def meter(self) -> CpuMeter:
         return CpuMeter(
             {
-                "server": [self.server.pid],
+                "server": self.server_pids(),
                 "loaders": [loader.pid for loader in self.loaders],
                 "publisher": [self.publisher.pid],
                 "nats": [self.nats.pid],
@@ -247,8 +276,9 @@ class Environment:
         )
 
     def server_rss(self) -> int:
+        """The server's resident memory, summed over its processes."""
         self.server.check_alive()
-        return rss_bytes(self.server.pid)
+        return sum(rss_bytes(pid) for pid in self.server_pids())
 
     def nats_rss(self) -> int:
         return rss_bytes(self.nats.pid)
@@ -375,15 +405,15 @@ class Environment:
 
     async def gateway_counters(self, names: tuple[str, ...]) -> dict[str, float | None]:
         """Unlabelled samples of the gateway's /metrics (None: absent, or no answer)."""
-        status, text = await http_get(self.port, "/metrics")
-        return {name: metric(text, name) if status == 200 else None for name in names}
+        ports = self.metrics_ports()
+        return {name: await summed_metric(ports, name) for name in names}
 
     async def gateway_gauges(self) -> dict[str, float | None]:
         """Open streams and consumers as the gateway and NATS see them (gateway only)."""
-        status, text = await http_get(self.port, "/metrics")
+        ports = self.metrics_ports()
         gauges: dict[str, float | None] = {
-            "open_streams": metric(text, "gateway_open_streams") if status == 200 else None,
-            "consumers_open": metric(text, "gateway_consumers_open") if status == 200 else None,
+            "open_streams": await summed_metric(ports, "gateway_open_streams"),
+            "consumers_open": await summed_metric(ports, "gateway_consumers_open"),
         }
         nc = await nats.connect(self.nats_url, name="bench")
         try:

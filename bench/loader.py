@@ -238,6 +238,9 @@ class Loader:
     def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
+        # The address connections come from (None: the kernel's choice): one address has
+        # only ~28k ports towards one server port.
+        self.source: tuple[str, int] | None = None
         self.stats = Stats()
         self.log = PublishedLog()
         self.connections: dict[int, Connection] = {}
@@ -353,7 +356,9 @@ class Loader:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                await loop.create_connection(lambda: conn, self.host, self.port)
+                await loop.create_connection(
+                    lambda: conn, self.host, self.port, local_addr=self.source
+                )
                 status = await conn.answered
         except (OSError, TimeoutError) as exc:
             conn.error = repr(exc)
@@ -441,11 +446,12 @@ async def parse_rate(events_per_read: int, events: int = 100_000) -> float:
     return len(reads) * events_per_read * len(conns) / (time.perf_counter() - started)
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, source: str = "") -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=256 * 1024 * 1024)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     loader = Loader(host, port)
+    loader.source = (source, 0) if source else None
     out = sys.stdout.buffer
     while line := await reader.readline():
         request = json.loads(line)
@@ -465,13 +471,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.loader")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--source", default="", help="local address to connect from")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     # A full collection over thousands of connections pauses this loop for tens of ms, which
     # would show up as the server's latency; the few cycles left (closed protocols) can wait.
     gc.disable()
-    uvloop.run(serve(args.host, args.port))
+    uvloop.run(serve(args.host, args.port, args.source))
 
 
 if __name__ == "__main__":

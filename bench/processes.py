@@ -52,13 +52,15 @@ class Pinning:
     others: frozenset[int] | None
 
     @classmethod
-    def plan(cls, enabled: bool) -> Pinning:
+    def plan(cls, enabled: bool, server_cpus: int = 1) -> Pinning:
+        """The server on its first `server_cpus` CPUs (one per gateway worker), the rest
+        on the others; no pinning when no CPU would be left for the rest."""
         if not enabled or not hasattr(os, "sched_getaffinity"):
             return cls(None, None)
         cpus = sorted(os.sched_getaffinity(0))
-        if len(cpus) < 2:
+        if len(cpus) <= server_cpus:
             return cls(None, None)
-        return cls(frozenset(cpus[:1]), frozenset(cpus[1:]))
+        return cls(frozenset(cpus[:server_cpus]), frozenset(cpus[server_cpus:]))
 
     @property
     def other_count(self) -> int:
