@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -132,17 +133,27 @@ async def workers(nats_url: str, js: JetStreamContext) -> AsyncIterator[Workers]
         await process.start()
         yield process
     finally:
-        pids = process.pids()
-        await process.stop()
-        for pid in pids.values():  # the workers too, should a test have failed
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        await stop_all(process)
+
+
+async def stop_all(process: Workers) -> None:
+    """The supervisor killed, and its workers too, should a test have failed before a
+    clean stop (a worker outliving its supervisor drains, over the drain period)."""
+    pids = process.pids()
+    await process.stop()
+    for pid in pids.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 async def streams_on_every_worker(
-    workers: Workers, stack: contextlib.AsyncExitStack, headers: dict[str, str] | None = None
+    workers: Workers,
+    stack: contextlib.AsyncExitStack,
+    headers: dict[str, str] | None = None,
+    *,
+    least: int = 1,
 ) -> list[SSEStream]:
-    """Open streams of AAPL until each worker serves at least one."""
+    """Open streams of AAPL until each worker serves at least `least`."""
     streams: list[SSEStream] = []
     for _ in range(MAX_TRIES):
         streams.append(
@@ -153,7 +164,7 @@ async def streams_on_every_worker(
         await eventually(
             lambda: _counted(workers, len(streams)), within=5, what="every stream counted"
         )
-        if all([await workers.open_streams(w) for w in range(WORKERS)]):
+        if all([await workers.open_streams(w) >= least for w in range(WORKERS)]):
             return streams
     raise AssertionError(f"{MAX_TRIES} streams, all on one worker")
 
@@ -219,6 +230,33 @@ async def test_sigterm_drains_every_worker_and_the_supervisor_exits_0(
     assert not await js.consumers_info("PRICES")
 
 
+async def test_a_second_sigterm_ends_every_worker_without_waiting_for_the_drain(
+    nats_url: str, js: JetStreamContext
+) -> None:
+    workers = Workers(nats_url, "--drain-period", "120")  # longer than any wait below
+    try:
+        await workers.start()
+        async with contextlib.AsyncExitStack() as stack:
+            # Two streams each: a drain ends the second only half a drain period later.
+            await streams_on_every_worker(workers, stack, least=2)
+            assert workers.process is not None
+            workers.process.send_signal(signal.SIGTERM)
+            for worker in range(WORKERS):
+                await eventually(
+                    functools.partial(_draining, workers, worker), within=10, what="draining"
+                )
+            async with asyncio.timeout(30):  # well inside the drain period
+                assert await workers.signal(signal.SIGTERM) == 0
+    finally:
+        await stop_all(workers)
+
+
+async def _draining(workers: Workers, worker: int) -> bool:
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"{workers.ops_url(worker)}/readyz")
+    return response.status_code == 503 and response.json()["detail"] == "draining"
+
+
 async def test_a_killed_worker_is_started_again_under_a_new_gateway_id(
     workers: Workers, js: JetStreamContext
 ) -> None:
@@ -259,7 +297,7 @@ async def test_a_worker_that_cannot_start_stops_the_supervisor_with_its_status(
                 status = await process.wait()
             lines = process.log_lines()
         finally:
-            await process.stop()
+            await stop_all(process)
     assert status == 1
     assert any(line["message"].startswith("worker failed") for line in lines)
 
