@@ -36,6 +36,7 @@ EXPECTED = {
     (WAITING, END): ENDED,
     (ENDED, END): ENDED,
     (ENDED, WOKEN): ENDED,
+    (ENDED, CAUGHT_UP): ENDED,
 }
 
 

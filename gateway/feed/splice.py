@@ -63,8 +63,10 @@ TRANSITIONS: Final[dict[tuple[State, Event], State]] = {
     (WAITING, END): ENDED,
     # Several parties may end a stream (the client leaves while the gateway drains).
     (ENDED, END): ENDED,
-    # The writer waiting when the end came wakes up to it.
+    # The writer waiting when the end came wakes up to it; one reading its consumer when
+    # the end came may find it caught up: ended all the same.
     (ENDED, WOKEN): ENDED,
+    (ENDED, CAUGHT_UP): ENDED,
 }
 
 
