@@ -36,6 +36,7 @@ def server_config(settings: Settings, app: ASGIApp, **overrides: object) -> uvic
         # No WebSocket route: a handshake is answered as the plain request it also is.
         "ws": "none",
         "server_header": False,  # which server and version is nobody's business
+        "backlog": settings.backlog,
     }
     config = uvicorn.Config(app, **(options | overrides))  # type: ignore[arg-type]
     # GET /stocks leaves uvicorn's ASGI way once its headers are read (gateway.http.handover).

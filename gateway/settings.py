@@ -47,6 +47,12 @@ class Settings(CommonSettings):
         30.0, "seconds after which NATS deletes the consumer of a client that is gone"
     )
     max_connections: int = setting(10_000, "open /stocks streams per process; more get 503")
+    backlog: int = setting(
+        16_384,
+        "connections the kernel may queue before they are accepted (capped by the "
+        "net.core.somaxconn sysctl): a reconnect storm arrives at once, and a connection "
+        "past the queue waits for its SYN to be sent again, a second or more later",
+    )
     max_connections_per_client: int = setting(
         0, "open /stocks streams per client address; 0 means no limit"
     )
@@ -169,6 +175,7 @@ class Settings(CommonSettings):
         require(self.retry > 0, "--retry must be > 0")
         require(self.inactive_threshold >= 1, "--inactive-threshold must be >= 1 second")
         require(self.max_connections > 0, "--max-connections must be > 0")
+        require(self.backlog > 0, "--backlog must be > 0")
         require(self.max_connections_per_client >= 0, "--max-connections-per-client must be >= 0")
         require(self.max_connections_per_user >= 0, "--max-connections-per-user must be >= 0")
         require(self.max_symbols > 0, "--max-symbols must be > 0")
