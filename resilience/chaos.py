@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import signal
 import sys
@@ -25,11 +26,10 @@ import nats
 
 from resilience.crowd import Crowd, Mix
 from resilience.history import judge, read_stored
-from resilience.rig import STREAM, SUBJECTS, Gateway, Publisher, symbols
-from resilience.schedule import Fault, Shape, plan
-from tests.cluster import NatsCluster
-
-REPLICAS = "3"
+from resilience.namespaces import Namespaced
+from resilience.rig import STREAM, SUBJECTS, symbols
+from resilience.schedule import PARTITION, Fault, Shape, plan
+from resilience.topology import REPLICAS, Loopback, Topology
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,6 +43,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resuming", type=int, default=30)
     p.add_argument("--churn", type=float, default=1.0, help="short-lived clients per second")
     p.add_argument("--symbols-per-client", type=int, default=3)
+    p.add_argument(
+        "--partitions",
+        action="store_true",
+        help="nodes in network namespaces, and node partitions among the faults (root, ip)",
+    )
     p.add_argument("--plan-only", action="store_true", help="print the schedule and exit")
     p.add_argument("--json", type=Path, help="also write the report here")
     return p.parse_args(argv)
@@ -51,40 +56,30 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 class Chaos:
     def __init__(self, args: argparse.Namespace, directory: Path) -> None:
         self.args = args
-        self.cluster = NatsCluster(directory / "nats")
-        url = self.cluster.urls()
-        extra = ["--stream-replicas", REPLICAS, "--drain-period", "1"]
-        self.gateways = [Gateway(f"gw{i}", url, directory, extra) for i in range(args.gateways)]
-        names = symbols(args.symbols)
-        self.publishers = [
-            Publisher(f"pub-{i}", url, names[i::2], args.rate, directory) for i in range(2)
-        ]
-        for publisher in self.publishers:
-            publisher.argv += ["--stream-replicas", REPLICAS]
-        mix = Mix(args.steady, args.resuming, 0, args.churn, args.symbols_per_client)
-        urls = [("127.0.0.1", g.port) for g in self.gateways]
-        self.crowd = Crowd(urls, names, mix, args.seed)
-        self.faults = plan(args.seed, Shape(args.seconds, args.gateways, 3, 2))
+        where = Namespaced if args.partitions else Loopback
+        self.topology: Topology = where(directory, args.gateways, args.symbols, args.rate)
+        shape = Shape(args.seconds, args.gateways, 3, 2, partitions=args.partitions)
+        self.faults = plan(args.seed, shape)
         self.played: list[str] = []
         self.died: list[str] = []  # gateways that exited without being told to
         self.stopped: set[str] = set()  # gateways down on purpose until started again
         self.coming_back: dict[str, asyncio.Task[None]] = {}  # restarts under way, by name
 
     async def run(self) -> dict[str, Any]:
-        await self.cluster.start()
         try:
-            for process in (*self.gateways, *self.publishers):
-                await process.start()
-            return await self._load()
+            await self.topology.start()
+            args = self.args
+            mix = Mix(args.steady, args.resuming, 0, args.churn, args.symbols_per_client)
+            urls = self.topology.client_urls()
+            # The crowd once the gateways' addresses are known (relays, with namespaces).
+            return await self._load(Crowd(urls, symbols(args.symbols), mix, args.seed))
         finally:
-            for process in (*self.publishers, *self.gateways):
-                await process.stop(signal.SIGKILL)
-            await self.cluster.stop()
+            await self.topology.stop()
 
-    async def _load(self) -> dict[str, Any]:
+    async def _load(self, crowd: Crowd) -> dict[str, Any]:
         # Its own connection rides out node kills quietly: the report says what happened.
         nc = await nats.connect(
-            self.cluster.urls().split(","),
+            self.topology.nats_urls(),
             name="chaos",
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.2,
@@ -92,15 +87,15 @@ class Chaos:
         )
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.crowd.run())
+                tg.create_task(crowd.run())
                 await self._play()
-                await self.cluster.wait_healthy(within=60)
-                for publisher in self.publishers:
+                await self.topology.wait_healthy(60)
+                for publisher in self.topology.publishers:
                     await publisher.stop(signal.SIGTERM)
                 stored = await read_stored(nc.jetstream(), STREAM, SUBJECTS)
-                settled = await self.crowd.settle(stored)
-                self.crowd.stop()
-            return self._report(judge(self.crowd.histories(), stored), settled)
+                settled = await crowd.settle(stored)
+                crowd.stop()
+            return self._report(crowd, judge(crowd.histories(), stored), settled)
         finally:
             await nc.close()
 
@@ -117,22 +112,26 @@ class Chaos:
         self._notice_deaths()
 
     async def _strike(self, fault: Fault, restarts: asyncio.TaskGroup) -> None:
-        sig = signal.Signals[fault.signal]
+        topology = self.topology
         if fault.kind == "publisher-restart":
-            await self.publishers[fault.target].restart(sig)
+            await topology.publishers[fault.target].restart(signal.Signals[fault.signal])
             return
-        if fault.kind == "nats-kill":
+        start: Callable[[], Awaitable[None]]
+        if fault.kind.startswith("nats"):
             name = f"n{fault.target}"
             await self._back(name)
-            node = self.cluster.nodes[fault.target]
-            await node.kill()
-            start = node.start
+            if fault.kind == PARTITION:
+                await topology.cut_node(fault.target)
+                start = functools.partial(topology.heal_node, fault.target)
+            else:
+                await topology.kill_node(fault.target)
+                start = functools.partial(topology.start_node, fault.target)
         else:
-            gateway = self.gateways[fault.target]
+            gateway = topology.gateways[fault.target]
             name = gateway.name
             await self._back(name)
             self.stopped.add(name)
-            await gateway.stop(sig)
+            await gateway.stop(signal.Signals[fault.signal])
             start = gateway.start
         self.coming_back[name] = restarts.create_task(self._later(fault.down, start, name))
 
@@ -150,7 +149,7 @@ class Chaos:
     def _notice_deaths(self) -> None:
         """A gateway that exited without being told to is a failure (noted once; it stays
         down until a fault of the schedule stops and starts it again)."""
-        for gateway in self.gateways:
+        for gateway in self.topology.gateways:
             process = gateway.process
             if process is None or process.returncode is None or gateway.name in self.stopped:
                 continue
@@ -158,14 +157,15 @@ class Chaos:
             if death not in self.died:
                 self.died.append(death)
 
-    def _report(self, verdict: Any, settled: float) -> dict[str, Any]:
+    def _report(self, crowd: Crowd, verdict: Any, settled: float) -> dict[str, Any]:
         passed = verdict.exact and not self.died
         lines = [
             f"chaos: seed {self.args.seed}, {self.args.seconds:.0f} s, {len(self.faults)} faults, "
-            f"{self.args.gateways} gateways, 3 NATS nodes (stream R{REPLICAS}), 2 publishers",
+            f"{self.args.gateways} gateways, 3 NATS nodes (stream R{REPLICAS}), 2 publishers, "
+            + ("nodes in network namespaces" if self.args.partitions else "all on loopback"),
             "faults played (actual time, planned time, what):",
             *self.played,
-            self.crowd.describe(),
+            crowd.describe(),
             f"clients caught up {settled:.1f} s after publishing stopped",
             verdict.describe(),
             f"gateways that died on their own: {', '.join(self.died) or 'none'}",

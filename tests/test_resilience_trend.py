@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from resilience.schedule import Shape, plan
+from resilience.schedule import PARTITION, Shape, plan
 from resilience.trend import MIB, TOLERANCES, judge, slope
 
 MINUTES_30 = [10.0 * i for i in range(181)]  # a 30-minute run sampled every 10 s
@@ -90,3 +90,15 @@ def test_the_schedule_keeps_one_gateway_and_one_node_down_at_most(seed: int) -> 
         for earlier, later in itertools.pairwise(mine):
             assert later.at >= earlier.at + earlier.down, (earlier, later)
     assert all(f.at + f.down < shape.seconds for f in faults)
+
+
+def test_partitions_are_drawn_only_when_asked_and_count_as_a_node_down() -> None:
+    plain = Shape(seconds=180, gateways=2, nodes=3, publishers=2)
+    cut = Shape(seconds=180, gateways=2, nodes=3, publishers=2, partitions=True)
+    assert all(f.kind != PARTITION for seed in range(20) for f in plan(seed, plain))
+    drawn = [plan(seed, cut) for seed in range(20)]
+    assert all(any(f.kind == PARTITION for f in faults) for faults in drawn)
+    for faults in drawn:
+        nodes = [f for f in faults if f.kind.startswith("nats")]
+        for earlier, later in itertools.pairwise(nodes):
+            assert later.at >= earlier.at + earlier.down, (earlier, later)
