@@ -152,8 +152,9 @@ class Reconnector:
                     return await conn.answered
                 finally:
                     self.answering.discard(conn)
-        except TimeoutError:
-            conn.error = "no answer within the window"
+        except TimeoutError:  # the window ended: still connecting (SYN queue), or waiting
+            waiting = conn.transport is not None
+            conn.error = "no answer within the window" if waiting else "not connected in the window"
         except OSError as exc:
             conn.error = type(exc).__name__
         conn.close()
