@@ -19,6 +19,7 @@ import os
 import random
 import secrets
 import shutil
+import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,11 @@ def unavailable() -> str | None:
         return "no `ip` (apt-get install -y iproute2; CI installs it)"
     if os.geteuid() != 0:
         return "network namespaces need root"
+    probe = f"pt{secrets.token_hex(3)}probe"  # e.g. a container without CAP_SYS_ADMIN
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if made.returncode != 0:
+        return f"cannot create a network namespace: {made.stderr.strip()}"
+    subprocess.run(["ip", "netns", "delete", probe], check=True)
     return None
 
 

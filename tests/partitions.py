@@ -34,6 +34,7 @@ END_BOUND = PING + 3 * NATS_TIMEOUT + 3.0
 SLACK = 4.0  # a shared, loaded machine: scheduling, not the gateway's bound
 GATEWAY_ARGS = ["--inactive-threshold", "5", "--nats-timeout", str(NATS_TIMEOUT)]
 GATEWAY_ARGS += ["--nats-ping-interval", str(PING)]
+GATEWAY_ARGS += ["--ensure-stream", "false"]  # the test provisions it, as in prod
 
 
 @asynccontextmanager
@@ -120,7 +121,8 @@ async def finish_exactly(
     publishing: asyncio.Task[None],
     clients: list[ResumingClient],
 ) -> None:
-    """Stop publishing; every client then has every stored tick once, in stream order."""
+    """Stop publishing; every client then has every stored tick once, in stream order, and
+    was told why its stream ended."""
     publisher.stop()
     await publishing
     stored = sorted(publisher.sequences)
@@ -129,13 +131,16 @@ async def finish_exactly(
     assert info.state.last_seq == stored[-1]
     await eventually(
         lambda: all(c.session.sequences == stored for c in clients),
-        within=20,
+        within=30,
         what="clients have every stored tick",
     )
     for client in clients:
         client.stop()
         assert client.session.sequences == stored  # no loss, no duplicate, in order
         assert not client.session.resets
+        told = [c for c in client.session.comments if c.startswith("stream ended: ")]
+        assert told, "the cut-off gateway said why the stream ended"
+        assert all(c.endswith("; reconnect to resume") for c in told)
 
 
 async def connected(url: str) -> NATS:

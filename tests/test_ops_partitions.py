@@ -167,8 +167,6 @@ async def _cut_and_restore(
         fresh.stop()
         assert fresh.session.endings == [], "a's new stream kept going"
         await finish_exactly(js, publisher, publishing, clients)
-    for client in clients:
-        assert any("reconnect to resume" in comment for comment in client.session.comments)
     print(f"not ready after {not_ready_after:.1f} s, streams ended after {ended_after:.1f} s")
 
 
@@ -178,10 +176,10 @@ CLUSTER_PORT = 6222
 async def test_a_nats_node_cut_off_from_its_cluster_and_its_gateway(
     network: Network, tmp_path: Path
 ) -> None:
-    """Three NATS nodes in three namespaces, a link between each pair; gateway 0 beside
-    node 0, gateway 1 beside node 1. Node 0 is cut off from the other two (its routes go
-    silent) while the publisher keeps publishing to the majority: gateway 0 still talks to
-    its node, but JetStream there has no leader. Stream replicas: 3."""
+    """Three NATS nodes in three namespaces, a link between each pair, stream replicas 3.
+    The node leading the stream is cut off from the other two (its routes go silent) while
+    the publisher keeps publishing to those two: gateway g0 beside it still talks to it,
+    but JetStream there loses its leadership; gateway g1 is beside a majority node."""
     spaces = [await network.namespace() for _ in range(3)]
     links = {(i, j): await network.link(spaces[i], spaces[j]) for i, j in ((0, 1), (0, 2), (1, 2))}
 
@@ -195,20 +193,38 @@ async def test_a_nats_node_cut_off_from_its_cluster_and_its_gateway(
             network, space, tmp_path, "-n", f"n{i}", "--cluster_name", "partition",
             "--cluster", f"nats://0.0.0.0:{CLUSTER_PORT}", "--routes", ",".join(routes),
         )  # fmt: skip
-    majority = [f"nats://127.0.0.1:{await network.relay(s, NATS_PORT)}" for s in spaces[1:]]
-    nc = await connected(",".join(majority))
+    relays = [f"nats://127.0.0.1:{await network.relay(s, NATS_PORT)}" for s in spaces]
+    cut = await _stream_leader(",".join(relays))
+    rest = [i for i in range(3) if i != cut]
+    nc = await connected(",".join(relays[i] for i in rest))  # the publisher's: the majority
     try:
-        js = nc.jetstream()
-        await eventually(
-            lambda: _ensured(js), within=30, what="the cluster has a leader and the stream"
-        )
         local = f"nats://127.0.0.1:{NATS_PORT}"
-        g0 = await start_gateway(network, spaces[0], local, tmp_path, "g0")
-        g1_nats = f"{local},nats://{address(2, 1)}:{NATS_PORT}"
-        g1 = await start_gateway(network, spaces[1], g1_nats, tmp_path, "g1")
-        await _cut_node(js, [links[(0, 1)], links[(0, 2)]], spaces[0], g0, g1)
+        g0 = await start_gateway(network, spaces[cut], local, tmp_path, "g0")
+        g1_nats = f"{local},nats://{address(rest[1], rest[0])}:{NATS_PORT}"
+        g1 = await start_gateway(network, spaces[rest[0]], g1_nats, tmp_path, "g1")
+        cut_links = [links[(min(cut, i), max(cut, i))] for i in rest]
+        await _cut_node(nc.jetstream(), cut_links, spaces[cut], g0, g1)
     finally:
         await nc.close()
+
+
+async def _stream_leader(urls: str) -> int:
+    """Once the cluster has the stream (replicas 3) and it has a leader: which node."""
+    nc = await connected(urls)
+    leader: list[str] = []
+
+    async def led() -> bool:
+        if not await _ensured(nc.jetstream()):
+            return False
+        cluster = (await nc.jetstream().stream_info(StreamSettings().name)).cluster
+        leader[:] = [cluster.leader] if cluster and cluster.leader else []
+        return bool(leader)
+
+    try:
+        await eventually(led, within=30, what="the cluster has the stream, and it a leader")
+    finally:
+        await nc.close()
+    return int(leader[0].removeprefix("n"))
 
 
 async def _ensured(js: JetStreamContext) -> bool:
@@ -240,12 +256,16 @@ async def _cut_node(
         ended_after = loop.time() - cut_at
         count = len(publisher.sequences)
         await eventually(
-            lambda: len(publisher.sequences) >= count + 40, within=20, what="the majority stores"
+            # The majority elects new leaders first (seconds; more on a loaded machine).
+            lambda: len(publisher.sequences) >= count + 40,
+            within=60,
+            what="the majority stores",
         )
         for link in links:
             await link.restore()
         await eventually(lambda: ready(g0), within=30, what="g0 ready again by itself")
         await finish_exactly(js, publisher, publishing, clients)
+    assert (await js.stream_info(StreamSettings().name)).config.num_replicas == 3
     print(
         f"g0 not ready after {not_ready_after:.1f} s, its streams ended after {ended_after:.1f} s"
     )

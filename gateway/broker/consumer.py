@@ -24,6 +24,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from gateway.broker.streams import stream_info
 from gateway.errors import NatsUnavailableError, StreamEndedError
 from gateway.metrics import Metrics
 from gateway.wakeup import Wakeup
@@ -254,11 +255,9 @@ class PullConsumer:
         return batch
 
     async def _probe(self) -> None:
-        try:
-            async with asyncio.timeout(self._api_timeout):
-                await self._js.stream_info(self.spec.stream)
-        except (NatsError, TimeoutError) as exc:
-            raise NatsUnavailableError(f"JetStream did not answer: {exc!r}") from None
+        """Raises NatsUnavailableError unless JetStream answers for the stream, from a
+        leader that is not cut off from its replicas (gateway.broker.streams)."""
+        await stream_info(self._js, self._nc, self.spec.stream, timeout=self._api_timeout)
 
     async def _pull(self) -> None:
         request = {

@@ -13,6 +13,12 @@ from nats.js.errors import NotFoundError
 
 from gateway.errors import NatsUnavailableError
 
+# A replicated stream's leader that has heard from fewer than a majority of its group
+# within this many seconds is cut off from them (they answer within milliseconds when
+# well): a partition. It answers for a stream that goes on growing elsewhere until it
+# steps down (~15 s later), and then still answers, with no leader.
+QUORUM_SILENCE = 3.0
+
 
 async def stream_info(
     js: JetStreamContext | None,
@@ -26,17 +32,39 @@ async def stream_info(
 
     `js` and `nc` are None until the first connection. Raises NatsUnavailableError, whose
     message says why, while NATS is not connected, the stream does not exist, or NATS does
-    not answer (within `timeout` seconds, when given, else the context's own timeout).
+    not answer (within `timeout` seconds, when given, else the context's own timeout), or
+    what answers is cut off from the stream's other replicas.
     """
     if js is None or nc is None or not nc.is_connected:
         raise NatsUnavailableError("not connected to NATS")
     try:
         async with asyncio.timeout(timeout):
-            return await js.stream_info(name, subjects_filter=subjects_filter)
+            info = await js.stream_info(name, subjects_filter=subjects_filter)
     except NotFoundError:
         raise NatsUnavailableError(f"stream {name} not found") from None
     except (NatsError, TimeoutError) as exc:
         raise NatsUnavailableError(f"NATS did not answer: {exc!r}") from None
+    if (problem := cut_off(info)) is not None:
+        raise NatsUnavailableError(problem)
+    return info
+
+
+def cut_off(info: StreamInfo) -> str | None:
+    """Why this answer cannot be trusted (see QUORUM_SILENCE), or None; a stream of one
+    replica, or outside a cluster, always can."""
+    cluster = info.cluster
+    if cluster is None or not cluster.replicas:
+        return None
+    if cluster.leader is None:
+        return f"stream {info.config.name} has no leader"
+    heard = 1 + sum(
+        1
+        for peer in cluster.replicas
+        if not peer.offline and (peer.active or 0) < QUORUM_SILENCE * 1e9  # nanoseconds
+    )
+    if 2 * heard <= 1 + len(cluster.replicas):
+        return f"the leader {cluster.leader} has lost its replicas of stream {info.config.name}"
+    return None
 
 
 class RecentStreamInfo:

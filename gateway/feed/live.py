@@ -32,6 +32,7 @@ from contracts.event_ids import incarnation_of
 from contracts.symbols import all_subjects
 from gateway.broker.consumer import ConsumerSpec, PullConsumer, delivery, stored_at
 from gateway.broker.direct import first_sequence_since, last_per_subject
+from gateway.broker.streams import stream_info
 from gateway.errors import NatsUnavailableError, StreamEndedError
 from gateway.feed import sse
 from gateway.feed.framer import TickFramer
@@ -185,15 +186,14 @@ class LiveFeed:
             await asyncio.sleep(RESTART_DELAY)
 
     async def _follow(self) -> None:
-        info = await self.js.stream_info(self._stream)
+        info = await stream_info(self.js, self.nc, self._stream)  # from a leader not cut off
         assert info.created is not None
         incarnation = incarnation_of(info.created)
         prefix = f"{incarnation}-".encode()
         if incarnation != self.incarnation:
             if self.incarnation is not None:
                 self._end_all(STREAM_REPLACED)
-            # A new stream, or the first: start after what it holds now (or held
-            # `delay` ago).
+            # A new stream, or the first: start after what it holds now (or held `delay` ago).
             self.incarnation = incarnation
             self.position = await self._start_position(prefix, info.state.last_seq)
         elif info.state.first_seq > self.position + 1:
