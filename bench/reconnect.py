@@ -144,7 +144,9 @@ class Reconnector:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout_at(self.deadline):
-                await loop.create_connection(lambda: conn, "127.0.0.1", self.port)
+                await loop.create_connection(
+                    lambda: conn, "127.0.0.1", self.port, local_addr=self.loader.source
+                )
                 if self.calm.is_set():
                     conn.close()
                 self.answering.add(conn)
