@@ -14,17 +14,21 @@ Needs root and iproute2's `ip`; `unavailable()` says why not.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
 import random
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+PR_SET_PDEATHSIG = 1
 
 
 def unavailable() -> str | None:
@@ -39,6 +43,12 @@ def unavailable() -> str | None:
         return f"cannot create a network namespace: {made.stderr.strip()}"
     subprocess.run(["ip", "netns", "delete", probe], check=True)
     return None
+
+
+def _die_with_parent() -> None:
+    """In a child before exec: SIGKILL when the test process dies, however it dies, so
+    that no server or relay outlives a killed test run (it survives exec)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 async def ip(*args: str) -> None:
@@ -172,6 +182,7 @@ class Network:
                 env={**os.environ, **(env or {})},
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=stderr,
+                preexec_fn=_die_with_parent,
             )
         self.processes.append(process)
         return process
@@ -180,7 +191,7 @@ class Network:
         """A port on this machine's loopback that reaches host:port inside `namespace`."""
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.netns_relay", namespace.name, host, str(port),
-            stdout=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, preexec_fn=_die_with_parent,
         )  # fmt: skip
         self.processes.append(process)
         assert process.stdout is not None
