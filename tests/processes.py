@@ -27,7 +27,7 @@ class GatewayProcess:
         # A file, not a pipe: nobody reads a pipe here, and a full one would block the gateway.
         self.log = Path(tempfile.mkstemp(prefix="gateway-", suffix=".log")[1])
 
-    async def start(self) -> None:
+    async def start(self, within: float = 15) -> None:
         with self.log.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -39,7 +39,7 @@ class GatewayProcess:
                 stderr=log,
             )
         try:
-            await eventually(self.ready, within=15, what="gateway ready")
+            await eventually(self.ready, within=within, what="gateway ready")
         except AssertionError as exc:
             tail = self.log.read_text(errors="replace")[-2000:]
             raise AssertionError(f"{exc}; its log ends with:\n{tail}") from None

@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -72,6 +73,9 @@ class Workers(GatewayProcess):
             "2",
             *args,
         )
+
+    async def start(self, within: float = 30) -> None:
+        await super().start(within)  # three processes start, on a busy machine too
 
     async def start_unready(self) -> None:
         """Started, without waiting for it to be ready."""
@@ -162,7 +166,7 @@ async def streams_on_every_worker(
             )
         )
         await eventually(
-            lambda: _counted(workers, len(streams)), within=5, what="every stream counted"
+            lambda: _counted(workers, len(streams)), within=15, what="every stream counted"
         )
         if all([await workers.open_streams(w) >= least for w in range(WORKERS)]):
             return streams
@@ -173,12 +177,24 @@ async def _counted(workers: Workers, expected: int) -> bool:
     return sum([await workers.open_streams(w) for w in range(WORKERS)]) == expected
 
 
+async def drain_comment(stream: SSEStream) -> None:
+    """Read on (heartbeats included) until the drain's closing comment; fail if the
+    stream ends without it, or it does not come within 15 s."""
+    async with asyncio.timeout(15):
+        block = await stream.next_block()
+        while block is not None and DRAIN_COMMENT not in block.comments:
+            block = await stream.next_block()
+    assert block is not None, "the stream ended without the drain comment"
+
+
 def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie nobody reaped yet (an orphan's parent is
+    whatever runs as PID 1, which in a container may never reap)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
         return True
-    return False
+    return stat[stat.rindex(b")") + 2 :].startswith(b"Z")
 
 
 async def test_streams_land_on_every_worker_each_with_its_live_feed_and_metrics(
@@ -220,10 +236,7 @@ async def test_sigterm_drains_every_worker_and_the_supervisor_exits_0(
         streams = await streams_on_every_worker(workers, stack)
         assert await workers.signal(signal.SIGTERM) == 0
         for stream in streams:
-            block = await stream.next_block()
-            while block is not None and DRAIN_COMMENT not in block.comments:
-                block = await stream.next_block()
-            assert block is not None, "the stream ended without the drain comment"
+            await drain_comment(stream)
             assert await stream.next_block() is None  # then the body ends
             assert stream.cut is None
     assert all(_gone(pid) for pid in pids.values()), pids
@@ -275,6 +288,20 @@ async def test_a_killed_worker_is_started_again_under_a_new_gateway_id(
     assert workers.process.returncode is None
     restarted = [line for line in workers.log_lines() if line["message"] == "worker starting"]
     assert restarted[-1]["gateway"] == "wk-w0-r1"
+
+
+async def test_workers_whose_supervisor_was_killed_drain_and_exit(
+    workers: Workers, js: JetStreamContext
+) -> None:
+    pids = workers.pids()
+    async with contextlib.AsyncExitStack() as stack:
+        streams = await streams_on_every_worker(workers, stack)
+        await workers.signal(signal.SIGKILL)
+        for stream in streams:
+            await drain_comment(stream)
+    await eventually(
+        lambda: all(_gone(pid) for pid in pids.values()), within=15, what="workers exited"
+    )
 
 
 async def _delivers(stream: SSEStream, sequence: int) -> bool:
