@@ -15,6 +15,8 @@ out during a long run) are not judged.
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left, bisect_right
+from collections import Counter
 from dataclasses import dataclass, field
 
 from nats.js.api import DeliverPolicy
@@ -104,6 +106,7 @@ class Verdict:
     clients: int
     resets: int
     unjustified_resets: int
+    missed: Counter[int] = field(default_factory=Counter)  # sequence -> clients missing it
 
     @property
     def exact(self) -> bool:
@@ -118,17 +121,59 @@ class Verdict:
             f"{t.duplicated}, out of order {t.out_of_order}, unexpected {t.unexpected}, "
             f"undelivered {t.undelivered}, resets {self.resets} "
             f"({self.unjustified_resets} unjustified) -> {'EXACT' if self.exact else 'NOT EXACT'}"
+            + (f"; missed: {self.missed_ranges()}" if self.missed else "")
         )
+
+    def missed_ranges(self, most: int = 8) -> str:
+        """Runs of consecutive missed sequences, each with how many clients missed it."""
+        runs: list[list[int]] = []
+        for seq in sorted(self.missed):
+            if runs and seq == runs[-1][-1] + 1:
+                runs[-1].append(seq)
+            else:
+                runs.append([seq])
+        shown = [
+            (f"{run[0]}-{run[-1]}" if len(run) > 1 else f"{run[0]}")
+            + f" ({max(self.missed[s] for s in run)} clients)"
+            for run in runs[:most]
+        ]
+        return ", ".join(shown) + (f" and {len(runs) - most} more runs" if len(runs) > most else "")
 
 
 def judge(histories: list[History], stored: Stored) -> Verdict:
     total = Tally()
     resets = unjustified = 0
+    missed: Counter[int] = Counter()
     for history in histories:
-        total.add(judge_one(history, stored))
+        tally = judge_one(history, stored)
+        total.add(tally)
+        if tally.lost or tally.undelivered:
+            missed.update(missing(history, stored))
         resets += len(history.resets)
         unjustified += sum(last + 1 >= stored.first_seq for last in history.resets)
-    return Verdict(total, len(histories), resets, unjustified)
+    return Verdict(total, len(histories), resets, unjustified, missed)
+
+
+def missing(history: History, stored: Stored) -> set[int]:
+    """The stored sequences of its symbols a client should have had and did not: for the
+    report, to see where a fault lost what (the tally counts them)."""
+    numbers = {stored.index[s] for s in history.symbols if s in stored.index}
+    absent: set[int] = set()
+    for number, segment in enumerate(history.segments):
+        if not segment:
+            continue
+        ended = history.ended_early or number < len(history.segments) - 1
+        end = max(segment) if ended else stored.log.last_key
+        got = set(segment)
+        first: dict[int, int] = {}  # per symbol its first event (a snapshot starts there)
+        for key in segment:
+            first.setdefault(stored.log.symbol_of.get(key, -1), key)
+        for symbol in numbers:
+            published = stored.log.by_symbol.get(symbol, [])
+            start = first.get(symbol, segment[0])
+            due = published[bisect_left(published, start) : bisect_right(published, end)]
+            absent.update(seq for seq in due if seq not in got)
+    return absent
 
 
 def judge_one(history: History, stored: Stored) -> Tally:

@@ -83,3 +83,15 @@ def test_a_fresh_start_after_nothing_received_is_a_new_segment() -> None:
     for key in seqs_of("BBB", start=10):
         h.received(key)
     assert judge([h], stored()).exact
+
+
+def test_the_verdict_names_the_sequences_clients_missed() -> None:
+    keys = seqs_of("AAA", "BBB")  # 1, 2, 5, 6, 9, 10, ...
+    gap = [k for k in keys if not 9 <= k <= 14]  # 9, 10, 13, 14 missed
+    verdict = judge([history(("AAA", "BBB"), gap), history(("AAA",), seqs_of("AAA"))], stored())
+    assert dict(verdict.missed) == {9: 1, 10: 1, 13: 1, 14: 1}
+    assert "missed: 9-10 (1 clients), 13-14 (1 clients)" in verdict.describe()
+    # Each symbol is due from its own first event (the judge's rule): AAA starting at 17
+    # after BBB's 10 has not missed 13, but has missed 25.
+    late = history(("AAA", "BBB"), [k for k in keys if k >= 10 and k not in (13, 25)])
+    assert dict(judge([late], stored()).missed) == {25: 1}
