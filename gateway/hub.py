@@ -27,7 +27,7 @@ from gateway.errors import AtCapacityError, NatsUnavailableError, TooManyStreams
 from gateway.feed.client import ClientFeed
 from gateway.feed.feeds import LiveFeeds
 from gateway.feed.framer import TickFramer
-from gateway.feed.splice import DRAINING
+from gateway.feed.splice import DRAINING, FEED_LOST
 from gateway.http.query import StreamQuery
 from gateway.metrics import Metrics
 from gateway.opening import FeedOpener
@@ -95,6 +95,8 @@ class Hub:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._sweep())
             self.feeds.serve_in(tasks, nc, self.js, follow=self.settings.shared_feed)
+            if not self.settings.shared_feed:
+                tasks.create_task(self._watch_jetstream())
 
     async def _sweep(self) -> None:
         """Wake the live clients due a heartbeat, once a second (or per half heartbeat)."""
@@ -108,6 +110,31 @@ class Hub:
             for feed in list(self._clients.values()):
                 feed.heartbeat_due(now, heartbeat)
             self.feeds.stop_idle(now)
+
+    async def _watch_jetstream(self) -> None:
+        """Without the live feed (--shared-feed=false) nothing notices JetStream gone while
+        clients' own consumers wait: one on a node cut off from its cluster still sends
+        heartbeats. So, while streams are open, ask every --nats-ping-interval; after
+        2 x --nats-timeout without an answer, end them (clients resume elsewhere)."""
+        loop = asyncio.get_running_loop()
+        down_since: float | None = None
+        while True:
+            await asyncio.sleep(self.settings.nats_ping_interval)
+            if not self._clients:
+                down_since = None
+                continue
+            try:
+                await self.stream_info(timeout=self.settings.nats_timeout)
+                down_since = None
+            except NatsUnavailableError as exc:
+                now = loop.time()
+                if down_since is None:
+                    logger.warning("JetStream not answering", extra={"error": str(exc)})
+                    down_since = now
+                elif now - down_since > 2 * self.settings.nats_timeout:
+                    for feed in list(self._clients.values()):
+                        feed.stop(FEED_LOST)
+                    down_since = None
 
     async def _on_disconnected(self) -> None:
         if not self.draining.is_set():  # else it is our own drain's

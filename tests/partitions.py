@@ -73,11 +73,12 @@ async def start_nats(
 
 
 async def start_gateway(
-    net: Network, namespace: Namespace, nats_url: str, tmp: Path, name: str
+    net: Network, namespace: Namespace, nats_url: str, tmp: Path, name: str, *args: str
 ) -> str:
-    """A gateway inside `namespace`; its URL as this machine reaches it."""
+    """A gateway inside `namespace` (GATEWAY_ARGS, then `args`); its URL as this machine
+    reaches it."""
     argv = [sys.executable, "-m", "gateway", "--port", str(HTTP_PORT)]
-    argv += ["--gateway-id", name, *GATEWAY_ARGS]
+    argv += ["--gateway-id", name, *GATEWAY_ARGS, *args]
     await net.start(namespace, argv, tmp / f"{name}.log", {"NATS_URL": nats_url})
     url = f"http://127.0.0.1:{await net.relay(namespace, HTTP_PORT)}"
     await eventually(lambda: ready(url), within=20, what=f"gateway {name} ready")

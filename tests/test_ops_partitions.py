@@ -173,13 +173,15 @@ async def _cut_and_restore(
 CLUSTER_PORT = 6222
 
 
+@pytest.mark.parametrize("shared_feed", ["true", "false"], ids=["live-feed", "own-consumers"])
 async def test_a_nats_node_cut_off_from_its_cluster_and_its_gateway(
-    network: Network, tmp_path: Path
+    network: Network, tmp_path: Path, shared_feed: str
 ) -> None:
     """Three NATS nodes in three namespaces, a link between each pair, stream replicas 3.
     The node leading the stream is cut off from the other two (its routes go silent) while
     the publisher keeps publishing to those two: gateway g0 beside it still talks to it,
-    but JetStream there loses its leadership; gateway g1 is beside a majority node."""
+    but JetStream there loses its leadership; gateway g1 is beside a majority node. Both
+    ways of feeding clients: the live feed, or each client's own consumer."""
     spaces = [await network.namespace() for _ in range(3)]
     links = {(i, j): await network.link(spaces[i], spaces[j]) for i, j in ((0, 1), (0, 2), (1, 2))}
 
@@ -199,9 +201,10 @@ async def test_a_nats_node_cut_off_from_its_cluster_and_its_gateway(
     nc = await connected(",".join(relays[i] for i in rest))  # the publisher's: the majority
     try:
         local = f"nats://127.0.0.1:{NATS_PORT}"
-        g0 = await start_gateway(network, spaces[cut], local, tmp_path, "g0")
+        mode = ("--shared-feed", shared_feed)
+        g0 = await start_gateway(network, spaces[cut], local, tmp_path, "g0", *mode)
         g1_nats = f"{local},nats://{address(rest[1], rest[0])}:{NATS_PORT}"
-        g1 = await start_gateway(network, spaces[rest[0]], g1_nats, tmp_path, "g1")
+        g1 = await start_gateway(network, spaces[rest[0]], g1_nats, tmp_path, "g1", *mode)
         cut_links = [links[(min(cut, i), max(cut, i))] for i in rest]
         await _cut_node(nc.jetstream(), cut_links, spaces[cut], g0, g1)
     finally:
