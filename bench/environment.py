@@ -7,6 +7,7 @@ ports), so no workload inherits another's consumers, memory or stream contents.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -251,8 +252,13 @@ class Environment:
 
     async def close(self) -> None:
         # Killed, not drained: tearing 19,000 streams down cleanly would take longer than
-        # the workload, and nothing of it is measured.
+        # the workload, and nothing of it is measured. Workers too: they would drain
+        # (their supervisor gone) beside the next workload.
+        below = self.server_pids()[1:] if self.server.process is not None else []
         await self.server.stop(signal.SIGKILL)
+        for pid in below:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         for process in [*self.loaders, self.publisher]:
             await process.stop(signal.SIGKILL)
         await self.nats.stop(signal.SIGTERM)

@@ -4,12 +4,15 @@ ops port), and the loaders connect from addresses of their own. Speed is never a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.config import BenchConfig
 from bench.environment import Environment, client_spec
 from bench.processes import Pinning, http_get, metric, rss_bytes
 from bench.workloads import seed
+from tests.servers import eventually
 
 pytestmark = pytest.mark.timeout(90)
 CLIENTS = 40  # all on one worker: a chance of 2 ** -39
@@ -37,6 +40,18 @@ async def test_the_gateway_runs_two_workers_and_the_harness_counts_both() -> Non
         tally, _ = await env.settle(config.settle_timeout)
         assert tally.received >= CLIENTS  # each got its symbols' latest prices
         assert (tally.lost, tally.duplicated, tally.unexpected) == (0, 0, 0)
+    # Its workers are killed with it, at once (left to drain, they would load the next
+    # workload).
+    await eventually(lambda: all(map(_gone, pids)), within=2, what="every worker gone")
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie that nobody reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
+        return True
+    return stat[stat.rindex(b")") + 2 :].startswith(b"Z")
 
 
 def test_pinning_leaves_a_cpu_for_the_rest_or_pins_nothing() -> None:
