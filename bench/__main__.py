@@ -31,6 +31,7 @@ from bench.report import (
 )
 from bench.storm import GATEWAY_ONLY as STORM_ONLY
 from bench.storm import WORKLOADS as STORM_WORKLOADS
+from bench.storm import storm_config
 from bench.workloads import RESUMABLE, WORKLOADS
 
 ALL_WORKLOADS = {**WORKLOADS, **DELIVERY_WORKLOADS, **COMPRESSION_WORKLOADS, **STORM_WORKLOADS}
@@ -87,9 +88,10 @@ async def run_once(config: BenchConfig, pinning: Pinning) -> dict[str, dict[str,
             log_tail = ""
             gc_pauses: dict[str, Any] | None = None
             try:
-                async with Environment(config, target, pinning) as env:
+                own = storm_config(config) if workload in STORM_WORKLOADS else config
+                async with Environment(own, target, pinning) as env:
                     try:
-                        result = await ALL_WORKLOADS[workload](env, config)
+                        result = await ALL_WORKLOADS[workload](env, own)
                     finally:
                         log_tail = env.server.tail(LOG_TAIL)
                         gc_pauses = env.gc_pauses() if config.gc_probe else None

@@ -44,6 +44,9 @@ class BenchConfig:
     w1s_read_pause: float = 0.25
     w5_clients: int = 10_000
     w5_rate: float = 1000.0
+    # 10,000 clients x 5 of 500 symbols: each tick goes to 100 clients, 100k deliveries/s
+    # at 1,000 ticks/s (5 of 50 would be 1M/s, past any one process before the storm).
+    w5_symbols: int = 500
     w5_timeout: float = 20.0
     w5_jitter: float = 2.0
     gateway_src: Path = ROOT
@@ -157,6 +160,11 @@ def parse_args(argv: Sequence[str]) -> BenchConfig:
     )
     add("--w5-clients", type=int, help=f"W5 clients on the server killed ({defaults.w5_clients})")
     add("--w5-rate", type=float, help=f"W5 ticks/s published throughout ({defaults.w5_rate})")
+    add(
+        "--w5-symbols",
+        type=int,
+        help=f"W5 symbols published, each client on --symbols-per-client ({defaults.w5_symbols})",
+    )
     add(
         "--w5-timeout",
         type=float,

@@ -11,6 +11,7 @@ counters, and every client's history across the kill (bench.checking).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import time
 from typing import Any
@@ -37,6 +38,11 @@ COUNTERS = {
     "at_capacity": ("gateway_errors_total", 'kind="at_capacity"'),
     "nats_unavailable": ("gateway_errors_total", 'kind="nats_unavailable"'),
 }
+
+
+def storm_config(config: BenchConfig) -> BenchConfig:
+    """W5's own symbols (`w5_symbols`): its clients spread over more of them than W1's."""
+    return dataclasses.replace(config, symbols=config.w5_symbols)
 
 
 async def w5_storm(env: Environment, config: BenchConfig) -> dict[str, Any]:
