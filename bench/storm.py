@@ -120,10 +120,16 @@ async def _storm(
 
 
 async def _publish_until(env: Environment, rate: float, stop: asyncio.Event) -> int:
-    """Publish at `rate` in runs of a second until `stop`; the ticks published."""
+    """Publish at `rate` in runs of a second until `stop`; the ticks published. A run
+    starts its round of the symbols afresh, so each run goes on where the last stopped."""
     ticks = 0
+    every = list(range(env.config.symbols))
     while not stop.is_set():
-        ticks += (await env.publish(rate=rate, seconds=PUBLISH_CHUNK_S))["sent"]
+        at = ticks % len(every)
+        answer = await env.publish(
+            rate=rate, seconds=PUBLISH_CHUNK_S, symbols=every[at:] + every[:at]
+        )
+        ticks += answer["sent"]
     return ticks
 
 
