@@ -63,7 +63,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="extra gateway flags",
     )
     p.add_argument("--json", type=Path, help="also write the report here")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if "--workers" in args.gateway_args:
+        p.error("the soak samples one gateway process: leave --workers at its default, 1")
+    return args
 
 
 class Soak:
