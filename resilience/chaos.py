@@ -50,7 +50,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--plan-only", action="store_true", help="print the schedule and exit")
     p.add_argument("--json", type=Path, help="also write the report here")
-    return p.parse_args(argv)
+    p.add_argument("--keep", type=Path, help="a new directory to keep logs and stores in")
+    args = p.parse_args(argv)
+    if args.keep is not None and args.keep.exists() and any(args.keep.iterdir()):
+        p.error(f"--keep {args.keep}: not empty (a run starts from empty stores)")
+    return args
 
 
 class Chaos:
@@ -190,8 +194,10 @@ async def _quiet(error: Exception) -> None:
 
 async def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    with tempfile.TemporaryDirectory(prefix="chaos-") as directory:
-        chaos = Chaos(args, Path(directory))
+    with tempfile.TemporaryDirectory(prefix="chaos-") as scratch:
+        directory = args.keep or Path(scratch)  # logs and stores, kept with --keep
+        directory.mkdir(parents=True, exist_ok=True)
+        chaos = Chaos(args, directory)
         print(f"schedule (seed {args.seed}):", *(f.describe() for f in chaos.faults), sep="\n")
         if args.plan_only:
             return 0
