@@ -107,15 +107,21 @@ class RecentEvents:
             async with asyncio.timeout(timeout):
                 await waiter
         except TimeoutError:
-            return False
-        finally:
+            # Rare (a storm's waiters are woken in bulk); a wake may have dropped it already.
             self._reached = [(s, w) for s, w in self._reached if w is not waiter]
+            return False
         return True
 
     def _wake_reached(self) -> None:
+        waiting = []
         for sequence, waiter in self._reached:
-            if sequence <= self.position and not waiter.done():
+            if waiter.done():
+                continue  # its client went away
+            if sequence <= self.position:
                 waiter.set_result(None)
+            else:
+                waiting.append((sequence, waiter))
+        self._reached = waiting
 
     def holds_after(self, sequence: int) -> bool:
         """Whether every event after `sequence` (up to the feed's position) is here."""
