@@ -129,8 +129,7 @@ class LiveFeed:
         self._changed = asyncio.Event()
 
     def _schedule_flush(self) -> None:
-        """Write (or wake) the due outboxes once the spacing since the last flush is over:
-        at once after a quiet spell, else then (ticks in between join the same writes)."""
+        """Write (or wake) the due outboxes when the spacing after the last flush is over."""
         if self._flush is None:
             loop = asyncio.get_running_loop()
             self._flush = loop.call_at(self._flushed_at + self._spacing, self._flush_due)
@@ -158,10 +157,8 @@ class LiveFeed:
 
     async def run(self) -> None:
         """Until cancelled: follow the stream, recreating the consumer whenever it is lost.
-
         Streams wait through a short interruption (the feed resumes at the next sequence);
-        if it lasts, they end, so their clients resume elsewhere by Last-Event-ID.
-        """
+        if it lasts, they end, so their clients resume elsewhere by Last-Event-ID."""
         try:
             await self._keep_following()
         finally:
@@ -175,7 +172,10 @@ class LiveFeed:
             try:
                 await self._follow()
             except (StreamEndedError, NatsUnavailableError, NatsError, TimeoutError) as exc:
-                logger.warning("live feed interrupted", extra={"error": str(exc)})
+                # A warning once per outage; its retries, every RESTART_DELAY, at debug.
+                first = down_since is None or self._followed_since is not None
+                level = logging.WARNING if first else logging.DEBUG
+                logger.log(level, "live feed interrupted", extra={"error": str(exc)})
             self._set_running(False)
             now = loop.time()
             if down_since is None or self._followed_since is not None:
