@@ -36,7 +36,9 @@ def server_config(settings: Settings, app: ASGIApp, **overrides: object) -> uvic
         # No WebSocket route: a handshake is answered as the plain request it also is.
         "ws": "none",
         "server_header": False,  # which server and version is nobody's business
-        "backlog": settings.backlog,
+        # asyncio also accepts up to this many connections at a time: more than can be
+        # incomplete at once would have the oldest of them closed before they are read.
+        "backlog": min(settings.backlog, settings.max_incomplete_requests),
     }
     config = uvicorn.Config(app, **(options | overrides))  # type: ignore[arg-type]
     # GET /stocks leaves uvicorn's ASGI way once its headers are read (gateway.http.handover).

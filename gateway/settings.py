@@ -48,10 +48,11 @@ class Settings(CommonSettings):
     )
     max_connections: int = setting(10_000, "open /stocks streams per process; more get 503")
     backlog: int = setting(
-        16_384,
+        4096,
         "connections the kernel may queue before they are accepted (capped by the "
         "net.core.somaxconn sysctl): a reconnect storm arrives at once, and a connection "
-        "past the queue waits for its SYN to be sent again, a second or more later",
+        "past the queue waits for its SYN to be sent again, a second or more later (at most "
+        "--max-incomplete-requests: they are accepted that many at a time)",
     )
     max_connections_per_client: int = setting(
         0, "open /stocks streams per client address; 0 means no limit"

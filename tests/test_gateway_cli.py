@@ -49,6 +49,7 @@ async def test_help_documents_every_flag_with_its_variable() -> None:
     [
         (["--port", "0"], {}, "--port must be 1-65535"),
         (["--heartbeat", "-1"], {}, "--heartbeat must be > 0"),
+        (["--backlog", "0"], {}, "--backlog must be > 0"),
         (["--max-symbols", "many"], {}, "invalid int value: 'many'"),
         ([], {"GATEWAY_MAX_CONNECTIONS": "lots"}, "$GATEWAY_MAX_CONNECTIONS: invalid int"),
     ],
