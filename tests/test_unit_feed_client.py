@@ -372,12 +372,13 @@ async def test_due_events_are_written_to_the_sink_while_the_writer_waits(
             assert sample(r.metrics, "gateway_events_sent_total") == 1 + 2
             # A connection that cannot take a write now: the writer is woken to do it.
             sink.ready = False
+            written = len(sink.writes)  # one write per tick, or both in one: timing's choice
             woken = await publish(js, "AAPL", "8.00")
             async with asyncio.timeout(5):
                 frames = await writer
             assert frames is not None
             assert sequences(frames.body) == [woken]
-            assert len(sink.writes) == len(direct)  # nothing more written directly
+            assert len(sink.writes) == written  # nothing more written directly
 
 
 @pytest.mark.parametrize(
