@@ -149,7 +149,9 @@ class FeedOpener:
             start = fresh(live.incarnation)
         elif (
             position.incarnation == live.incarnation
-            and position.sequence + 1 >= stored.first_seq
+            # Still stored, and stored already: only then is the feed worth waiting for
+            # (an id from the future gets its 400 from JetStream's answer at once).
+            and stored.first_seq - 1 <= position.sequence <= stored.last_seq
             and await recent.reached(position.sequence, AHEAD_WAIT)
         ):
             events = recent.after(position.sequence, wanted, self._budget)
