@@ -45,7 +45,7 @@ def _builder(
     )
 
 
-def _key_usage(ca: bool) -> x509.KeyUsage:
+def key_usage(ca: bool) -> x509.KeyUsage:
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
@@ -65,7 +65,7 @@ def certificate_authority(name: str) -> Signer:
     cert = (
         _builder(name, _name(name), key)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_key_usage(ca=True), critical=True)
+        .add_extension(key_usage(ca=True), critical=True)
         .sign(key, hashes.SHA256())
     )
     return key, cert
@@ -81,7 +81,7 @@ def leaf(name: str, ca: Signer, usages: list[x509.ObjectIdentifier]) -> Signer:
     cert = (
         _builder(name, ca[1].subject, key)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(ca=False), critical=True)
+        .add_extension(key_usage(ca=False), critical=True)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca[0].public_key()), False
         )

@@ -27,6 +27,7 @@ from nats.js import JetStreamContext
 
 from contracts.nats_options import connect_options
 from contracts.settings import CommonSettings
+from tests.nats_pki import key_usage
 
 ROOT = Path(__file__).resolve().parent.parent
 PROD_CONFIG = ROOT / "deploy/overlays/prod/nats.conf"
@@ -289,17 +290,7 @@ def _certificate(
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=ca,
-                crl_sign=ca,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            key_usage(ca),
             critical=True,
         )
     )

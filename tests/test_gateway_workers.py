@@ -22,8 +22,9 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
+from bench.workers import free_ports
 from tests.processes import GatewayProcess, run_command
-from tests.servers import eventually, free_port
+from tests.servers import eventually
 from tests.sse_client import SSEStream, open_stream
 from tests.ticks import publish
 
@@ -34,22 +35,6 @@ DRAIN_COMMENT = "stream ended: gateway draining; reconnect to resume"
 # Connections opened to see both workers get some: the kernel hashes each connection's
 # addresses to a worker, so all of them on one worker has a chance of 2 ** -29.
 MAX_TRIES = 30
-
-
-def free_ports(count: int) -> int:
-    """The first of `count` consecutive free ports."""
-    while True:
-        first = free_port()
-        if first + count > 65536:
-            continue
-        with contextlib.ExitStack() as held:
-            try:
-                for port in range(first, first + count):
-                    sock = held.enter_context(socket.socket())
-                    sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return first
 
 
 class Workers(GatewayProcess):
