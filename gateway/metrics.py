@@ -89,6 +89,12 @@ class Metrics:
             "live clients that fell behind their buffer and went back to their own consumer",
             registry=r,
         )
+        self.deliveries_lost = Counter(
+            "gateway_deliveries_lost",
+            "times a consumer's deliveries were lost on the way (a NATS node died holding "
+            "them); each time the feed or stream ended before the gap and was taken up again",
+            registry=r,
+        )
         self.streams_ended = Counter(
             "gateway_streams_ended", "streams ended, by reason", ["reason"], registry=r
         )

@@ -16,7 +16,8 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
 from contracts.symbols import subject_for
-from gateway.broker.consumer import ConsumerSpec, PullConsumer, delivery
+from gateway.broker.consumer import ConsumerSpec, PullConsumer
+from gateway.broker.deliveries import consumer_sequence, delivery
 from gateway.errors import NatsUnavailableError, StreamEndedError
 from gateway.metrics import Metrics
 from tests.servers import NatsServer, eventually
@@ -282,3 +283,25 @@ async def test_delivery_reads_what_the_server_sends(nc: NATS, js: JetStreamConte
     assert [delivery(m.reply) for m in messages] == [
         (str(seq).encode(), left) for seq, left in zip(stored, (2, 1, 0), strict=True)
     ]
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("$JS.ACK.PRICES.sse-g-1.1.42.17.1700000000000000000.7", 17),
+        ("$JS.ACK.hub.ACCOUNTHASH.PRICES.c.2.5.3.1700000000000000000.12.TOKEN", 3),
+    ],
+)
+def test_consumer_sequence_is_read_from_both_reply_forms(reply: str, expected: int) -> None:
+    assert consumer_sequence(reply) == expected
+
+
+async def test_consumer_sequence_counts_deliveries_from_one(nc: NATS, js: JetStreamContext) -> None:
+    """What the gap check relies on: a consumer that acknowledges nothing numbers its
+    deliveries 1, 2, 3..., whatever stream sequences they carry."""
+    await publish(js, "MSFT")
+    for _ in range(3):
+        await publish(js, "AAPL")
+    async with consumer(nc, js, spec("AAPL"), Metrics()) as pull:
+        messages = await read(pull, 3)
+    assert [consumer_sequence(m.reply) for m in messages] == [1, 2, 3]

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from dataclasses import dataclass
 from types import TracebackType
 
 from nats.aio.client import Client as NATS
@@ -21,9 +20,10 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from gateway.broker.deliveries import consumer_sequence, delivery, stored_at
+from gateway.broker.spec import ConsumerSpec
 from gateway.broker.streams import stream_info
 from gateway.errors import NatsUnavailableError, StreamEndedError
 from gateway.metrics import Metrics
@@ -31,54 +31,14 @@ from gateway.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
 
+# ConsumerSpec, delivery and stored_at live in gateway.broker.spec and .deliveries; named
+# here too for the live feed's import until it takes them from there.
+__all__ = ["ConsumerSpec", "PullConsumer", "delivery", "stored_at"]
+
 CLEANUP_TIMEOUT = 2.0
 _STATUS = "Status"
 _PENDING_MESSAGES = "Nats-Pending-Messages"
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumerSpec:
-    """What a consumer delivers: which subjects, from where."""
-
-    stream: str
-    name: str
-    filter_subjects: tuple[str, ...]
-    deliver_policy: DeliverPolicy
-    start_sequence: int | None
-    inactive_threshold: float
-
-    def config(self) -> ConsumerConfig:
-        return ConsumerConfig(
-            name=self.name,
-            deliver_policy=self.deliver_policy,
-            opt_start_seq=self.start_sequence,
-            ack_policy=AckPolicy.NONE,
-            filter_subjects=list(self.filter_subjects),
-            # Per-client consumers are cheap only in memory with one replica (docs/architecture.md);
-            # the stream itself keeps the data, and a lost consumer is recreated on resume.
-            mem_storage=True,
-            num_replicas=1,
-            inactive_threshold=self.inactive_threshold,
-        )
-
-
-def delivery(reply: str) -> tuple[bytes, int]:
-    """The stream sequence (ASCII digits) in a JetStream delivery's reply subject, and how
-    many messages the consumer still had pending after it.
-
-    `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`, or the form
-    with domain and account hash before the stream (12 tokens).
-    """
-    tokens = reply.split(".")
-    if len(tokens) == 9:
-        return tokens[5].encode(), int(tokens[8])
-    return tokens[7].encode(), int(tokens[10])
-
-
-def stored_at(reply: str) -> float:
-    """When JetStream stored a delivered message (its clock), as epoch seconds."""
-    tokens = reply.split(".")
-    return int(tokens[7 if len(tokens) == 9 else 9]) / 1e9
+_LAST_CONSUMER = "Nats-Last-Consumer"
 
 
 class PullConsumer:
@@ -91,6 +51,7 @@ class PullConsumer:
         "_batch",
         "_expires",
         "_failure",
+        "_handed",
         "_idle_heartbeat",
         "_inbox",
         "_js",
@@ -141,6 +102,7 @@ class PullConsumer:
         # frames (and this object) alive in a reference cycle.
         self._failure: str | None = None
         self._sub: Subscription | None = None
+        self._handed = 0  # consumer sequence of the last message handed over
         self._open = False
         self.initial_pending = 0  # messages it had to deliver when created
 
@@ -251,8 +213,32 @@ class PullConsumer:
                 self._silences += 1
                 self._outstanding = 0
                 self._last_heard = now
+        return self._take()
+
+    def _take(self) -> list[Msg]:
+        """What has arrived, up to the first gap in the consumer's sequence. A gap means
+        deliveries were lost on the way (a NATS node died holding them) that JetStream
+        counts as delivered: the feed ends after the messages before it, and whoever
+        follows on (a new consumer, a client resuming by id) starts right after them."""
         batch, self._ready = self._ready, []
+        if consumer_sequence(batch[-1].reply) != self._handed + len(batch):
+            batch = self._before_gap(batch)
+        self._handed += len(batch)
         return batch
+
+    def _before_gap(self, batch: list[Msg]) -> list[Msg]:
+        for i, msg in enumerate(batch):
+            if consumer_sequence(msg.reply) != self._handed + i + 1:
+                self._lost()
+                if not i:
+                    raise StreamEndedError(f"deliveries of {self.spec.name} were lost")
+                return batch[:i]
+        return batch
+
+    def _lost(self) -> None:
+        if self._failure is None:
+            self._failure = f"deliveries of consumer {self.spec.name} were lost on the way"
+            self._metrics.deliveries_lost.inc()
 
     async def _probe(self) -> None:
         """Raises NatsUnavailableError unless JetStream answers for the stream, from a
@@ -292,5 +278,9 @@ class PullConsumer:
             self._failure = f"consumer {self.spec.name}: {headers}"
         elif status == "503":
             self._failure = f"consumer {self.spec.name} is gone"
-        # 100 is an idle heartbeat, 404 "no messages" only answers no_wait requests.
+        elif status == "100":  # an idle heartbeat: it says how many were delivered so far
+            delivered = headers.get(_LAST_CONSUMER)  # type: ignore[union-attr]
+            if delivered is not None and int(delivered) > self._handed + len(self._ready):
+                self._lost()
+        # 404 "no messages" only answers no_wait requests.
         self._wake.set()

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from nats.js.api import DeliverPolicy
 
-from gateway.broker.consumer import PullConsumer, delivery
+from gateway.broker.consumer import PullConsumer
+from gateway.broker.deliveries import delivery
 from gateway.errors import StreamEndedError
 from gateway.feed import sse
 from gateway.feed.framer import TickFramer
