@@ -23,6 +23,7 @@ from contracts.stream import StreamSettings
 from contracts.symbols import all_subjects, subject_for
 from gateway.broker.consumer import ConsumerSpec, PullConsumer
 from gateway.broker.pace import CreationPace
+from gateway.broker.spec import consumer_name
 from gateway.broker.streams import RecentStreamInfo, stream_info
 from gateway.delivery import EXACT, Delivery
 from gateway.errors import NatsUnavailableError, OverloadedError
@@ -184,7 +185,7 @@ class FeedOpener:
         def open_consumer(policy: DeliverPolicy, sequence: int | None) -> PullConsumer:
             spec = ConsumerSpec(
                 stream=self._stream.name,
-                name=f"sse-{settings.gateway_id}-{client_id}",
+                name=consumer_name("sse", settings.gateway_id, client_id),
                 filter_subjects=subjects,
                 deliver_policy=policy,
                 start_sequence=sequence,

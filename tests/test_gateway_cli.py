@@ -104,8 +104,10 @@ async def test_restarted_gateway_serves_beside_the_consumers_of_a_killed_one(
     nats_url: str, js: JetStreamContext
 ) -> None:
     # Orphans that outlive the restart (a long inactivity threshold), among them a client's
-    # own consumer (without a shared feed, a client reads its own for good).
-    args = ("--inactive-threshold", "60", "--shared-feed", "false")
+    # own consumer (without a shared feed, a client reads its own for good). The same
+    # --gateway-id, as a pod's restarted container keeps its name: the new run's consumers
+    # must not take the old ones' names.
+    args = ("--inactive-threshold", "60", "--shared-feed", "false", "--gateway-id", "again")
     killed, restarted = GatewayProcess(nats_url, *args), GatewayProcess(nats_url, *args)
     try:
         await killed.start()
