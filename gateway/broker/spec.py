@@ -13,7 +13,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 _RUN = secrets.token_hex(3)
 
 
-def consumer_name(kind: str, gateway_id: str, number: int) -> str:
+def consumer_name(kind: str, gateway_id: str, number: int | str) -> str:
     """`<kind>-<gateway id>-<run>-<number>`: unique across this process's runs."""
     return f"{kind}-{gateway_id}-{_RUN}-{number}"
 
