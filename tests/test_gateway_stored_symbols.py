@@ -1,8 +1,10 @@
 """The stream's info and its stored symbols, against a real nats-server: one function says
-why NATS cannot answer, and one cache lists the symbols for /symbols and for grants."""
+why NATS cannot answer, one cache shares the info between the streams that open, and one
+lists the symbols for /symbols and for grants."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import pytest
@@ -10,7 +12,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from contracts.stream import StreamSettings
-from gateway.broker.streams import stream_info
+from gateway.broker.streams import RecentStreamInfo, stream_info
 from gateway.broker.symbols import StoredSymbols
 from gateway.errors import NatsUnavailableError
 from tests.ticks import publish, publish_raw
@@ -44,6 +46,46 @@ async def test_stream_info_is_unavailable_once_closed(nc: NATS, js: JetStreamCon
     await nc.close()
     with pytest.raises(NatsUnavailableError, match=r"^not connected to NATS$"):
         await stream_info(js, nc, "PRICES")
+
+
+def count_stream_info_calls(js: JetStreamContext, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names JetStream is asked about from now on (the calls still go to the server)."""
+    asked: list[str] = []
+    real = js.stream_info
+
+    async def counted(name: str, subjects_filter: str | None = None) -> object:
+        asked.append(name)
+        return await real(name, subjects_filter=subjects_filter)
+
+    monkeypatch.setattr(js, "stream_info", counted)
+    return asked
+
+
+async def test_recent_stream_info_answers_a_crowd_with_one_call(
+    nc: NATS, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An answer older than max_age on arrival (a storm's busy loop): those who waited for
+    # it take it rather than asking again one after the other.
+    await publish(js, "AAPL")
+    asked = count_stream_info_calls(js, monkeypatch)
+    recent = RecentStreamInfo("PRICES", max_age=1e-9)
+    infos = await asyncio.gather(*(recent.get(js, nc) for _ in range(50)))
+    assert asked == ["PRICES"]
+    assert {info.state.last_seq for info in infos} == {1}
+
+
+async def test_recent_stream_info_gives_its_error_to_every_waiter(
+    nc: NATS, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = count_stream_info_calls(js, monkeypatch)
+    recent = RecentStreamInfo("NOPE", max_age=10)
+    answers = await asyncio.gather(*(recent.get(js, nc) for _ in range(20)), return_exceptions=True)
+    assert asked == ["NOPE"]
+    assert {str(answer) for answer in answers} == {"stream NOPE not found"}
+    assert all(isinstance(answer, NatsUnavailableError) for answer in answers)
+    with pytest.raises(NatsUnavailableError):  # an error is not kept: the next caller asks
+        await recent.get(js, nc)
+    assert asked == ["NOPE", "NOPE"]
 
 
 async def test_stored_symbols_lists_the_symbols_with_a_price(

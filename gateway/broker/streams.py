@@ -69,21 +69,60 @@ def cut_off(info: StreamInfo) -> str | None:
 
 class RecentStreamInfo:
     """The stream's info at most `max_age` seconds old: one JetStream call per period
-    however many ask (concurrent callers wait for the one in flight)."""
+    however many ask. A fresh answer is returned with no await; callers that find it
+    stale while a call is in flight wait for that call, are woken together and take its
+    answer, however long it took. (Behind a lock they went through one per turn of the
+    event loop, and an answer slower than `max_age` sent each of them to JetStream again:
+    in a reconnect storm, thousands of streams waited seconds for their turn.)"""
 
     def __init__(self, name: str, max_age: float) -> None:
         self._name = name
         self._max_age = max_age
-        self._lock = asyncio.Lock()
         self._info: StreamInfo | None = None
         self._at = -math.inf  # loop time the info was asked for
+        self._asking: _Call | None = None
 
     async def get(self, js: JetStreamContext | None, nc: NATS | None) -> StreamInfo:
-        """Raises NatsUnavailableError as stream_info does."""
-        async with self._lock:
-            now = asyncio.get_running_loop().time()
-            if self._info is None or now - self._at >= self._max_age:
-                self._info = None
-                self._info = await stream_info(js, nc, self._name)
-                self._at = now  # its age counts from before the call
-            return self._info
+        """Raises NatsUnavailableError as stream_info does (a call's error goes to every
+        caller that waited for it)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._info is not None and loop.time() - self._at < self._max_age:
+                return self._info
+            call = self._asking
+            if call is None:
+                return await self._ask(js, nc, loop)
+            await call.done.wait()
+            if call.info is not None:
+                return call.info
+            if call.error is not None:
+                raise NatsUnavailableError(call.error)
+            # Its caller went away before the answer: look again.
+
+    async def _ask(
+        self, js: JetStreamContext | None, nc: NATS | None, loop: asyncio.AbstractEventLoop
+    ) -> StreamInfo:
+        call = self._asking = _Call()
+        at = loop.time()  # the info's age counts from before the call
+        try:
+            call.info = await stream_info(js, nc, self._name)
+        except NatsUnavailableError as exc:
+            call.error = str(exc)
+            raise
+        finally:
+            self._asking = None
+            call.done.set()
+        self._info, self._at = call.info, at
+        return call.info
+
+
+class _Call:
+    """A stream-info call in flight; once `done`, its answer or its error (neither: its
+    caller was cancelled)."""
+
+    __slots__ = ("done", "error", "info")
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.info: StreamInfo | None = None
+        self.error: str | None = None
