@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import nats
@@ -128,46 +129,10 @@ async def test_a_gateway_cut_off_from_nats_ends_its_streams_and_recovers(
         )
         b_url = f"http://127.0.0.1:{await network.relay(nats_ns, HTTP_PORT)}"
         await eventually(lambda: ready(b_url), within=20, what="gateway b ready")
-        await _cut_and_restore(js, link, a_ns, a_url, b_url)
+        bounds = Bounds(not_ready=READY_BOUND + SLACK, stores=10, ready_again=20)
+        print(await _partition_and_heal(js, [link], a_ns, (a_url, b_url), bounds))
     finally:
         await nc.close()
-
-
-async def _cut_and_restore(
-    js: JetStreamContext, link: Link, a_ns: Namespace, a_url: str, b_url: str
-) -> None:
-    publisher = SteadyPublisher(js, SYMBOLS, rate=40)
-    clients = [ResumingClient([a_url, b_url]) for _ in range(3)]
-    async with asyncio.TaskGroup() as tg:
-        publishing = await stream_clients(tg, publisher, clients)
-        loop = asyncio.get_running_loop()
-        await link.cut(silenced=a_ns)
-        cut_at = loop.time()
-        await eventually(lambda: not_ready(a_url), within=READY_BOUND + SLACK, what="a not ready")
-        not_ready_after = loop.time() - cut_at
-        await eventually(
-            lambda: all(f"{a_url}: end" in c.session.endings for c in clients),
-            within=END_BOUND + SLACK,
-            what="a ended its streams",
-        )
-        ended_after = loop.time() - cut_at
-        count = len(publisher.sequences)
-        await eventually(
-            lambda: len(publisher.sequences) >= count + 40, within=10, what="more ticks"
-        )
-        await link.restore()
-        await eventually(lambda: ready(a_url), within=20, what="a ready again by itself")
-        fresh = ResumingClient([a_url])  # a new stream served by A, live
-        tg.create_task(fresh.run())
-        await eventually(
-            lambda: len(fresh.session.events) >= len(SYMBOLS) + 10,
-            within=10,
-            what="a serving a new stream",
-        )
-        fresh.stop()
-        assert fresh.session.endings == [], "a's new stream kept going"
-        await finish_exactly(js, publisher, publishing, clients)
-    print(f"not ready after {not_ready_after:.1f} s, streams ended after {ended_after:.1f} s")
 
 
 CLUSTER_PORT = 6222
@@ -206,7 +171,10 @@ async def test_a_nats_node_cut_off_from_its_cluster_and_its_gateway(
         g1_nats = f"{local},nats://{address(rest[1], rest[0])}:{NATS_PORT}"
         g1 = await start_gateway(network, spaces[rest[0]], g1_nats, tmp_path, "g1", *mode)
         cut_links = [links[(min(cut, i), max(cut, i))] for i in rest]
-        await _cut_node(nc.jetstream(), cut_links, spaces[cut], g0, g1)
+        js = nc.jetstream()
+        bounds = Bounds(not_ready=END_BOUND + SLACK, stores=60, ready_again=30)
+        print(await _partition_and_heal(js, cut_links, spaces[cut], (g0, g1), bounds))
+        assert (await js.stream_info(StreamSettings().name)).config.num_replicas == 3
     finally:
         await nc.close()
 
@@ -238,37 +206,59 @@ async def _ensured(js: JetStreamContext) -> bool:
     return True
 
 
-async def _cut_node(
-    js: JetStreamContext, links: list[Link], node: Namespace, g0: str, g1: str
-) -> None:
+@dataclass(frozen=True)
+class Bounds:
+    """Seconds each stage may take: the cut side not ready, the publisher storing 40 more
+    ticks while cut (a majority electing new leaders takes seconds), ready again."""
+
+    not_ready: float
+    stores: float
+    ready_again: float
+
+
+async def _partition_and_heal(
+    js: JetStreamContext,
+    links: list[Link],
+    silenced: Namespace,
+    urls: tuple[str, str],
+    bounds: Bounds,
+) -> str:
+    """Cut `links` (silent on `silenced`'s side) while 3 clients stream from the first
+    gateway of `urls` (the one cut off) and ticks are published; it must become not ready
+    and end its streams (they resume on the other), then, restored, serve again by itself;
+    every history exact. Returns the measured times."""
+    cut_off, other = urls
     publisher = SteadyPublisher(js, SYMBOLS, rate=40)
-    clients = [ResumingClient([g0, g1]) for _ in range(3)]
+    clients = [ResumingClient([cut_off, other]) for _ in range(3)]
     async with asyncio.TaskGroup() as tg:
         publishing = await stream_clients(tg, publisher, clients)
         loop = asyncio.get_running_loop()
         for link in links:
-            await link.cut(silenced=node)
+            await link.cut(silenced=silenced)
         cut_at = loop.time()
-        await eventually(lambda: not_ready(g0), within=END_BOUND + SLACK, what="g0 not ready")
+        await eventually(lambda: not_ready(cut_off), within=bounds.not_ready, what="not ready")
         not_ready_after = loop.time() - cut_at
         await eventually(
-            lambda: all(f"{g0}: end" in c.session.endings for c in clients),
+            lambda: all(f"{cut_off}: end" in c.session.endings for c in clients),
             within=END_BOUND + SLACK,
-            what="g0 ended its streams",
+            what="its streams ended",
         )
         ended_after = loop.time() - cut_at
         count = len(publisher.sequences)
         await eventually(
-            # The majority elects new leaders first (seconds; more on a loaded machine).
-            lambda: len(publisher.sequences) >= count + 40,
-            within=60,
-            what="the majority stores",
+            lambda: len(publisher.sequences) >= count + 40, within=bounds.stores, what="stored"
         )
         for link in links:
             await link.restore()
-        await eventually(lambda: ready(g0), within=30, what="g0 ready again by itself")
+        await eventually(lambda: ready(cut_off), within=bounds.ready_again, what="ready again")
+        fresh = ResumingClient([cut_off])  # a new stream served by it, live
+        tg.create_task(fresh.run())
+        await eventually(
+            lambda: len(fresh.session.events) >= len(SYMBOLS) + 10,
+            within=10,
+            what="serving a new stream",
+        )
+        fresh.stop()
+        assert fresh.session.endings == [], "its new stream kept going"
         await finish_exactly(js, publisher, publishing, clients)
-    assert (await js.stream_info(StreamSettings().name)).config.num_replicas == 3
-    print(
-        f"g0 not ready after {not_ready_after:.1f} s, its streams ended after {ended_after:.1f} s"
-    )
+    return f"not ready after {not_ready_after:.1f} s, streams ended after {ended_after:.1f} s"
