@@ -37,6 +37,7 @@ from gateway.errors import NatsUnavailableError, StreamEndedError
 from gateway.feed import sse
 from gateway.feed.framer import TickFramer
 from gateway.feed.outbox import LiveEvent, Policy
+from gateway.feed.pacing import Pacer
 from gateway.feed.recent import RecentEvents
 from gateway.feed.splice import FEED_LOST, STREAM_REPLACED
 from gateway.metrics import Metrics
@@ -46,7 +47,6 @@ logger = logging.getLogger(__name__)
 
 LIVE_BATCH = 1024
 RESTART_DELAY = 0.5
-FLUSH_SPACING = 4.0
 
 
 class LiveFeed:
@@ -77,11 +77,7 @@ class LiveFeed:
         self.incarnation: str | None = None
         self.position = 0  # the last stream sequence fanned out
         self.running = asyncio.Event()
-        self._coalesce = settings.coalesce
-        self._due: list[Policy] = []
-        self._flush: asyncio.TimerHandle | None = None  # the next flush, while any is due
-        self._flushed_at = 0.0  # loop time of the last flush
-        self._spacing = 0.0  # seconds from one flush to the next, at least
+        self.pacer = Pacer(settings.coalesce)  # when due outboxes' readers are told
         self._changed = asyncio.Event()  # replaced at each change; waiters hold the old one
         self._consumer: PullConsumer | None = None
         self._generations = itertools.count(1)
@@ -128,29 +124,6 @@ class LiveFeed:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def _schedule_flush(self) -> None:
-        """Write (or wake) the due outboxes when the spacing after the last flush is over."""
-        if self._flush is None:
-            loop = asyncio.get_running_loop()
-            self._flush = loop.call_at(self._flushed_at + self._spacing, self._flush_due)
-
-    def _flush_due(self) -> None:
-        self._flush = None
-        loop = asyncio.get_running_loop()
-        self._flushed_at = started = loop.time()
-        self._wake_due()
-        # The next waits FLUSH_SPACING times this one's cost, at most --coalesce: a light
-        # load is written at once, a heavy one gathers more events per write.
-        self._spacing = min(self._coalesce, (loop.time() - started) * FLUSH_SPACING)
-
-    def _wake_due(self) -> None:
-        due, self._due = self._due, []
-        now = asyncio.get_running_loop().time()
-        for outbox in due:
-            outbox.due = False
-            if (reader := outbox.reader) is not None:
-                reader.on_due(now)
-
     def repull(self) -> None:
         if self._consumer is not None:
             self._consumer.repull()
@@ -162,8 +135,7 @@ class LiveFeed:
         try:
             await self._keep_following()
         finally:
-            if self._flush is not None:
-                self._flush.cancel()
+            self.pacer.close()
 
     async def _keep_following(self) -> None:
         loop = asyncio.get_running_loop()
@@ -267,9 +239,10 @@ class LiveFeed:
         self._dispatch(prefix, batch[start:])
 
     def _dispatch(self, prefix: bytes, batch: list[Msg]) -> None:
+        started = self.pacer.clock()  # the pacing counts the feed's work
         by_subject = self._by_subject
         everything = self._everything
-        due = self._due
+        due: list[Policy] = []  # the outboxes that became due
         recent = self.recent
         framer = self._framer
         for msg in batch:
@@ -289,10 +262,7 @@ class LiveFeed:
                 if outbox.offer(event):
                     due.append(outbox)
         recent.trim(asyncio.get_running_loop().time(), self.position)
-        if not self._coalesce:
-            self._wake_due()
-        elif due:
-            self._schedule_flush()
+        self.pacer.due(due, started)
 
     def _end_all(self, reason: str) -> None:
         for outbox in self._everything.union(*self._by_subject.values()):
