@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable
 
 from contracts.errors import InvalidSymbolError, TooManySymbolsError
@@ -36,7 +37,9 @@ def parse_symbols(
             item = raw.strip()
             if skip_blank and not item:
                 continue
-            symbols[normalize_symbol(item)] = None
+            # Interned, as subjects are: a gateway keeps them per client for as long as
+            # its stream is open, and every client of a symbol then shares one string.
+            symbols[sys.intern(normalize_symbol(item))] = None
             if max_symbols is not None and len(symbols) > max_symbols:
                 raise TooManySymbolsError(
                     f"too many symbols: at most {max_symbols}, got more "
@@ -54,7 +57,7 @@ def subject_token(symbol: str) -> str:
 
 def subject_for(symbol: str, prefix: str = DEFAULT_SUBJECT_PREFIX) -> str:
     """The subject a valid, normalised symbol is published on: `prices.BRK_B` for `BRK.B`."""
-    return f"{prefix}.{subject_token(symbol)}"
+    return sys.intern(f"{prefix}.{subject_token(symbol)}")
 
 
 def symbol_for(subject: str, prefix: str = DEFAULT_SUBJECT_PREFIX) -> str:

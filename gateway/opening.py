@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import partial
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -180,25 +181,35 @@ class FeedOpener:
     ) -> CatchUp:
         """The client's catch-up, its consumer not made yet: one served from memory makes
         one only if it falls behind its outbox later."""
-        settings = self._settings
-
-        def open_consumer(policy: DeliverPolicy, sequence: int | None) -> PullConsumer:
-            spec = ConsumerSpec(
-                stream=self._stream.name,
-                name=consumer_name("sse", settings.gateway_id, client_id),
-                filter_subjects=subjects,
-                deliver_policy=policy,
-                start_sequence=sequence,
-                inactive_threshold=settings.inactive_threshold,
-            )
-            return PullConsumer(
-                nc,
-                js,
-                spec,
-                self._metrics,
-                batch=settings.pull_batch,
-                api_timeout=settings.nats_timeout,
-            )
-
+        # A partial, not a closure: it lasts as long as the stream, and a closure's cells
+        # cost ~0.3 KB more per stream.
+        open_consumer = partial(FeedOpener._open_consumer, self, client_id, subjects, nc, js)
         after = 0 if start.sequence is None else start.sequence - 1
         return CatchUp(open_consumer, self._framer, f"{start.incarnation}-".encode(), after)
+
+    def _open_consumer(
+        self,
+        client_id: str,
+        subjects: tuple[str, ...],
+        nc: NATS,
+        js: JetStreamContext,
+        policy: DeliverPolicy,
+        sequence: int | None,
+    ) -> PullConsumer:
+        settings = self._settings
+        spec = ConsumerSpec(
+            stream=self._stream.name,
+            name=consumer_name("sse", settings.gateway_id, client_id),
+            filter_subjects=subjects,
+            deliver_policy=policy,
+            start_sequence=sequence,
+            inactive_threshold=settings.inactive_threshold,
+        )
+        return PullConsumer(
+            nc,
+            js,
+            spec,
+            self._metrics,
+            batch=settings.pull_batch,
+            api_timeout=settings.nats_timeout,
+        )

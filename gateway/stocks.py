@@ -85,7 +85,7 @@ class StocksEndpoint:
             response = await self._errors.unexpected(request, exc)
         else:
             # This frame lasts as long as the stream; the parsed request is no longer needed.
-            del request
+            del request, headers  # the stream has its own reference to the headers
             await stream.run(sink)
             return
         response.raw_headers.extend(headers)

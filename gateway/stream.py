@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 
+from prometheus_client import Gauge
 from starlette.responses import Response
 
 from gateway.auth.grants import Grant
@@ -18,6 +19,7 @@ from gateway.errors import GatewayError, StreamEndedError
 from gateway.feed import sse
 from gateway.feed.client import ClientFeed
 from gateway.feed.splice import CLIENT_CLOSED, ORDERLY_ENDS, SLOW_CLIENT, TOKEN_EXPIRED
+from gateway.feed.writes import IDLE
 from gateway.http.encoding import UNCODED, Coding
 from gateway.http.problems import problem_for
 from gateway.http.query import StreamQuery
@@ -65,7 +67,34 @@ class PriceStream:
                 self.hub.attach(self.query, self.address, self._user) as feed,
                 sink.watching(feed),
             ):
-                await self._stream(feed, sink)
+                # The stream in this one frame: an idle one keeps no other coroutine frame.
+                started = time.monotonic()
+                by_delivery = self._opened(feed)
+                reason = CLIENT_CLOSED
+                expiry = self._end_at_expiry(feed)
+                try:
+                    await self._begin(feed, sink)
+                    heartbeat, timeout = self.hub.settings.heartbeat, self.hub.settings.send_timeout
+                    loop = asyncio.get_running_loop()
+                    while True:
+                        frames = await feed.next_frames(heartbeat)
+                        if frames is IDLE:
+                            try:
+                                await feed.idle_wait()
+                            finally:
+                                feed.woken()
+                            continue
+                        await sink.write(frames.body if frames else sse.HEARTBEAT, timeout)
+                        feed.last_write = loop.time()
+                        if frames:
+                            feed.count_sent(frames)
+                except StreamEndedError as end:
+                    reason = str(end)
+                    await self._ended(reason, sink)
+                finally:
+                    if expiry is not None:
+                        expiry.cancel()
+                    self._closed(feed, by_delivery, reason, started)
         except GatewayError as exc:
             # attach() raises only before the response has started.
             self.hub.metrics.errors.labels(exc.kind).inc()
@@ -73,69 +102,61 @@ class PriceStream:
             problem.raw_headers.extend(self.extra_headers)
             await sink.answer(problem)
 
-    async def _stream(self, feed: ClientFeed, sink: Sink) -> None:
-        started = time.monotonic()
-        settings = self.hub.settings
+    def _opened(self, feed: ClientFeed) -> Gauge:
+        """Count the stream open; its streams-by-delivery child, to count it closed."""
         metrics = self.hub.metrics
-        head = sse.retry_frame(settings.retry)
-        if (reset := feed.start.reset) is not None:
-            head += sse.reset_frame(reason=reset.reason, detail=reset.detail)
-            metrics.resets_sent.labels(reset.reason).inc()
-        self._log_open(feed)
         delivery = self.query.delivery
         by_delivery = metrics.streams_by_delivery.labels(
             str(bool(delivery.conflate)).lower(), str(bool(delivery.delay)).lower()
         )
         metrics.open_streams.inc()
         by_delivery.inc()
-        reason = CLIENT_CLOSED
-        loop = asyncio.get_running_loop()
-        expiry = self._end_at_expiry(feed, loop)
-        try:
-            # A temporary: this frame lasts as long as the stream, and the headers need not.
-            await sink.begin(
-                [*stream_headers(delivery, self.coding), *self.extra_headers],
-                head,
-                settings.send_timeout,
-                self.coding.compressor(),  # allocated now that the stream begins
-            )
-            self.extra_headers = ()  # sent; not kept for the life of the stream
-            feed.last_write = loop.time()
-            if (direct := sink.direct) is not None:
-                feed.write_directly(direct)
-                del direct
-            while True:
-                frames = await feed.next_frames(settings.heartbeat)
-                await sink.write(frames.body if frames else sse.HEARTBEAT, settings.send_timeout)
-                feed.last_write = loop.time()
-                if frames:
-                    feed.count_sent(frames)
-        except StreamEndedError as end:
-            reason = str(end)
-            if reason == SLOW_CLIENT:
-                metrics.slow_client_disconnects.inc()
-            elif reason not in ORDERLY_ENDS:
-                metrics.errors.labels(CONSUMER_LOST).inc()
-            if sink.connected:
-                # Say why, so the browser reconnects and resumes from its last id.
-                await sink.end(sse.comment_frame(f"stream ended: {reason}; reconnect to resume"))
-        finally:
-            if expiry is not None:
-                expiry.cancel()
-            metrics.open_streams.dec()
-            by_delivery.dec()
-            metrics.streams_ended.labels(reason).inc()
-            logger.info(
-                "stream closed",
-                extra={
-                    "client": feed.client_id,
-                    "symbols": self.query.symbols or "*",
-                    "position": str(self.query.position or ""),
-                    "reason": reason,
-                    "sent": feed.sent,
-                    "seconds": round(time.monotonic() - started, 3),
-                },
-            )
+        self._log_open(feed)
+        return by_delivery
+
+    async def _begin(self, feed: ClientFeed, sink: Sink) -> None:
+        settings = self.hub.settings
+        head = sse.retry_frame(settings.retry)
+        if (reset := feed.start.reset) is not None:
+            head += sse.reset_frame(reason=reset.reason, detail=reset.detail)
+            self.hub.metrics.resets_sent.labels(reset.reason).inc()
+        await sink.begin(
+            [*stream_headers(self.query.delivery, self.coding), *self.extra_headers],
+            head,
+            settings.send_timeout,
+            self.coding.compressor(),  # allocated now that the stream begins
+        )
+        self.extra_headers = ()  # sent; not kept for the life of the stream
+        feed.last_write = asyncio.get_running_loop().time()
+        if (direct := sink.direct) is not None:
+            feed.write_directly(direct)
+
+    async def _ended(self, reason: str, sink: Sink) -> None:
+        metrics = self.hub.metrics
+        if reason == SLOW_CLIENT:
+            metrics.slow_client_disconnects.inc()
+        elif reason not in ORDERLY_ENDS:
+            metrics.errors.labels(CONSUMER_LOST).inc()
+        if sink.connected:
+            # Say why, so the browser reconnects and resumes from its last id.
+            await sink.end(sse.comment_frame(f"stream ended: {reason}; reconnect to resume"))
+
+    def _closed(self, feed: ClientFeed, by_delivery: Gauge, reason: str, started: float) -> None:
+        metrics = self.hub.metrics
+        metrics.open_streams.dec()
+        by_delivery.dec()
+        metrics.streams_ended.labels(reason).inc()
+        logger.info(
+            "stream closed",
+            extra={
+                "client": feed.client_id,
+                "symbols": self.query.symbols or "*",
+                "position": str(self.query.position or ""),
+                "reason": reason,
+                "sent": feed.sent,
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
 
     def _log_open(self, feed: ClientFeed) -> None:
         logger.info(
@@ -153,16 +174,14 @@ class PriceStream:
             },
         )
 
-    def _end_at_expiry(
-        self, feed: ClientFeed, loop: asyncio.AbstractEventLoop
-    ) -> asyncio.TimerHandle | None:
+    def _end_at_expiry(self, feed: ClientFeed) -> asyncio.TimerHandle | None:
         """End the stream when its token expires (with the same leeway as at connect), so
         a revoked user's access lasts no longer than the token that granted it."""
         if self.grant is None:
             return None
         leeway = self.hub.settings.auth_leeway
         delay = max(0.0, self.grant.expires_at + leeway - time.time())
-        return loop.call_later(delay, feed.stop, TOKEN_EXPIRED)
+        return asyncio.get_running_loop().call_later(delay, feed.stop, TOKEN_EXPIRED)
 
 
 def stream_headers(delivery: Delivery, coding: Coding) -> list[tuple[bytes, bytes]]:

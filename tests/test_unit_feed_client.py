@@ -36,7 +36,7 @@ from gateway.feed.splice import (
     TOKEN_EXPIRED,
     WAITING,
 )
-from gateway.feed.writes import Frames
+from gateway.feed.writes import IDLE, Frames
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from tests.feeds import STREAM, feed_settings, held, running_live_feed, sequences
@@ -160,7 +160,11 @@ async def next_write(feed: ClientFeed, heartbeat: float) -> Frames | None:
     loop = asyncio.get_running_loop()
     if not feed.last_write:
         feed.last_write = loop.time()  # the stream's head went out
-    frames = await feed.next_frames(heartbeat)
+    while (frames := await feed.next_frames(heartbeat)) is IDLE:
+        try:
+            await feed.idle_wait()
+        finally:
+            feed.woken()
     feed.last_write = loop.time()
     return frames
 

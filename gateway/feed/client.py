@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from types import TracebackType
 
 from gateway.errors import NatsUnavailableError, StreamEndedError
 from gateway.feed.catch_up import CatchUp
@@ -40,7 +39,7 @@ from gateway.feed.splice import (
     Splice,
     State,
 )
-from gateway.feed.writes import DirectSink, Frames
+from gateway.feed.writes import IDLE, DirectSink, Frames
 from gateway.metrics import Metrics
 from gateway.wakeup import Wakeup
 
@@ -107,12 +106,7 @@ class ClientFeed:
             raise
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self._leave_live()
         await self._catch_up.close()
 
@@ -158,7 +152,8 @@ class ClientFeed:
 
     async def next_frames(self, heartbeat: float) -> Frames | None:
         """The next write; None once `heartbeat` seconds have passed since the last one
-        with nothing to send. Raises StreamEndedError once the stream has ended."""
+        with nothing to send; IDLE while live with nothing to send (see `idle_wait`).
+        Raises StreamEndedError once the stream has ended."""
         loop = asyncio.get_running_loop()
         while True:
             left = self.last_write + heartbeat - loop.time()
@@ -242,13 +237,15 @@ class ClientFeed:
         # events are due, the hub's sweep when a heartbeat is due.
         self._wake.clear()
         self._splice.handle(WAIT)
-        try:
-            await self._wake.wait()
-        finally:
-            self._splice.handle(WOKEN)
-        if self._splice.state is ENDED:
-            raise StreamEndedError(self._splice.reason)
-        return None  # next_frames asks again
+        return IDLE
+
+    def idle_wait(self) -> asyncio.Future[None]:
+        """After IDLE: done once woken; `woken()` must follow, however the wait ends. The
+        writer awaits it in its own frame, so an idle stream keeps no frame of this class."""
+        return self._wake.wait()
+
+    def woken(self) -> None:
+        self._splice.handle(WOKEN)
 
     def _release(self, now: float, through: float = math.inf) -> Frames | None:
         """What the outbox lets out now, after the last event sent, as one write."""

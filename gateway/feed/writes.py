@@ -30,6 +30,10 @@ class Frames:
             metrics.publish_to_send_seconds.observe(max(0.0, time.time() - self.published))
 
 
+# A live client's feed has nothing to write until it is woken (gateway.feed.client).
+IDLE = Frames(b"", 0, None)
+
+
 class DirectSink(Protocol):
     """A sink that can take a write at once, without waiting (the connection itself)."""
 

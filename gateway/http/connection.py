@@ -83,6 +83,7 @@ class SseConnection(asyncio.Protocol):
     def served(self, task: asyncio.Task[None]) -> None:
         """The stream's task is done. Ended cleanly, it has closed the connection; cut
         short (cancelled when the server stops, or failed), the client must not hang."""
+        self._server.tasks.discard(task)  # uvicorn's set of its connections' tasks
         if not task.cancelled() and (exc := task.exception()) is not None:
             logger.error("stream failed", exc_info=exc)
         if not self.transport.is_closing():

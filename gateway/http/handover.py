@@ -76,7 +76,8 @@ class StreamHandover(HttpToolsProtocol):
         self.transport.set_protocol(connection)
         # Neither this protocol nor its scope is referred to by the task: both go now.
         task = self.loop.create_task(self.handover.serve(connection, scope))
-        task.add_done_callback(self.tasks.discard)
+        # One done callback (it also drops the task from self.tasks): a task keeps a
+        # second one, and its context, in a list of their own.
         task.add_done_callback(connection.served)
         self.tasks.add(task)
 

@@ -1,0 +1,73 @@
+"""What an idle stream keeps alive: its size is the gateway's memory per connection.
+
+A stream that waits for events is one task; every coroutine frame on its stack, and every
+generator its frames hold, costs a few hundred bytes for as long as the stream is open
+(docs/benchmark.md, the idle memory breakdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import types
+from typing import Any
+
+import pytest
+from nats.js import JetStreamContext
+
+from gateway.feed.splice import WAITING
+from gateway.feed.writes import Frames
+from tests.aftermath import assert_unharmed
+from tests.conftest import StartGateway
+from tests.servers import eventually
+from tests.ticks import publish
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def stack(task: asyncio.Task[Any]) -> tuple[list[types.CoroutineType[Any, Any, Any]], Any]:
+    """The coroutines on a task's stack, outermost first, and what the innermost awaits."""
+    coroutines = []
+    step: Any = task.get_coro()
+    while isinstance(step, types.CoroutineType):
+        coroutines.append(step)
+        step = step.cr_await
+    return coroutines, step
+
+
+async def test_an_idle_live_stream_waits_in_two_coroutine_frames_and_no_generator(
+    start_gateway: StartGateway, js: JetStreamContext
+) -> None:
+    await publish(js, "AAPL")
+    gateway = await start_gateway(shared_feed=True, heartbeat=30.0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.settings.port)
+    try:
+        writer.write(b"GET /stocks?symbols=AAPL,MSFT HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b"id: "), 10)  # the latest AAPL price
+        feeds = gateway.hub._clients
+        await eventually(
+            lambda: [f.state for f in feeds.values()] == [WAITING], within=10, what="waiting"
+        )
+        [(coroutines, innermost)] = [
+            (coroutines, innermost)
+            for coroutines, innermost in map(stack, asyncio.all_tasks())
+            if coroutines and coroutines[0].__qualname__ == "StocksEndpoint._serve"
+        ]
+        # The endpoint's frame (the request's checks), the stream's, and the wake-up future
+        # (`await future`): the feed's own methods have returned while it waits.
+        assert [c.__qualname__ for c in coroutines] == ["StocksEndpoint._serve", "PriceStream.run"]
+        assert type(innermost).__name__ == "FutureIter"
+        # What their frames refer to: locals, and the values on their stacks (the context
+        # managers of their `async with` blocks among them).
+        kept = gc.get_referents(*coroutines)
+        generators = (types.AsyncGeneratorType, types.GeneratorType, types.CoroutineType)
+        assert not [o for o in kept if isinstance(o, generators) and o not in coroutines]
+        assert not [o for o in kept if isinstance(getattr(o, "gen", None), generators)], (
+            "a generator-based context manager held for the life of the stream"
+        )
+        # Nor the last write's frames: only the shared IDLE marker.
+        assert not [o for o in kept if isinstance(o, Frames) and o.body]
+    finally:
+        writer.close()
+    await eventually(lambda: not gateway.hub.open_streams, within=10, what="stream closed")
+    await assert_unharmed(gateway, js)
