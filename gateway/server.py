@@ -15,8 +15,9 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.app import GatewayApp
+from gateway.http.accept import BURST, Acceptor
 from gateway.http.handover import stream_protocol
-from gateway.http.limits import bounded_http_protocol
+from gateway.http.limits import HeaderLimit, bounded_http_protocol
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -36,9 +37,8 @@ def server_config(settings: Settings, app: ASGIApp, **overrides: object) -> uvic
         # No WebSocket route: a handshake is answered as the plain request it also is.
         "ws": "none",
         "server_header": False,  # which server and version is nobody's business
-        # asyncio also accepts up to this many connections at a time: more than can be
-        # incomplete at once would have the oldest of them closed before they are read.
-        "backlog": min(settings.backlog, settings.max_incomplete_requests),
+        # The Acceptor (gateway.http.accept) takes no more at a time than may be incomplete.
+        "backlog": settings.backlog,
     }
     config = uvicorn.Config(app, **(options | overrides))  # type: ignore[arg-type]
     # GET /stocks leaves uvicorn's ASGI way once its headers are read (gateway.http.handover).
@@ -73,8 +73,11 @@ class GatewayServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        if self.should_exit or not self.started:
+            return
+        self._accept_in_bursts()
         port = self.hub.settings.ops_port
-        if not port or self.should_exit or not self.started:
+        if not port:
             return
         # The ops port is one more listening socket of this server (started, stopped and
         # drained with the main one); the app routes by the local port (gateway.app).
@@ -104,6 +107,30 @@ class GatewayServer(uvicorn.Server):
             await self.lifespan.shutdown()
             sys.exit(1)
         self.servers.append(server)
+
+    def _accept_in_bursts(self) -> None:
+        """The listening sockets uvicorn opened are accepted on by an Acceptor each
+        (gateway.http.accept) instead of libuv's one connection per turn of the loop."""
+        config, state = self.config, self.lifespan.state
+        protocol = config.http_protocol_class
+
+        def connection() -> asyncio.Protocol:
+            return protocol(config, self.server_state, state)  # type: ignore[call-arg]
+
+        def room() -> int:
+            if issubclass(protocol, HeaderLimit):
+                return protocol.max_incomplete - len(protocol.incomplete)
+            return BURST
+
+        acceptors = []
+        for server in self.servers:
+            # A copy of each socket: closing the server closes its own.
+            acceptors += [
+                Acceptor(socket.fromfd(sock.fileno(), sock.family, sock.type), connection, room)
+                for sock in server.sockets
+            ]
+            server.close()
+        self.servers = acceptors  # type: ignore[assignment]  # close() and wait_closed()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # Still listening while draining: readiness and new /stocks answer 503 at once.

@@ -51,8 +51,7 @@ class Settings(CommonSettings):
         4096,
         "connections the kernel may queue before they are accepted (capped by the "
         "net.core.somaxconn sysctl): a reconnect storm arrives at once, and a connection "
-        "past the queue waits for its SYN to be sent again, a second or more later (at most "
-        "--max-incomplete-requests: they are accepted that many at a time)",
+        "past the queue waits for its SYN to be sent again, a second or more later",
     )
     max_connections_per_client: int = setting(
         0, "open /stocks streams per client address; 0 means no limit"

@@ -11,6 +11,7 @@ import asyncio
 import importlib.metadata
 import inspect
 import signal
+import socket
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+import uvloop
 from faststream.nats import NatsBroker
 from packaging.requirements import Requirement
 from packaging.version import Version
@@ -33,6 +35,7 @@ HANDOVER = "gateway/http/handover.py"
 LIMITS = "gateway/http/limits.py"
 CONNECTION = "gateway/http/connection.py"
 SERVER = "gateway/server.py"
+ACCEPT = "gateway/http/accept.py"
 WORKER = "gateway/worker.py"
 PUBLISHER = "publisher/app.py"
 # Libraries whose internals are used: each must have an upper bound, one minor release wide
@@ -250,6 +253,51 @@ def test_server_listens_on_the_sockets_it_is_given() -> None:
     text = source(uvicorn.Server.startup)
     assert "create_server(create_protocol, sock=sock" in text, message
     assert "sock.close()" in source(uvicorn.Server.shutdown), message
+
+
+def test_server_only_closes_and_waits_for_its_servers() -> None:
+    # server.py replaces uvicorn's servers with Acceptors, which have just these two.
+    message = uvicorn_changed("Server.servers", SERVER, "the Acceptors")
+    text = source(uvicorn.Server.shutdown) + source(uvicorn.Server._wait_tasks_to_complete)
+    uses = {line.strip() for line in text.splitlines() if "server." in line and "self." not in line}
+    assert uses == {"server.close()", "await server.wait_closed()"}, message
+    assert "self.servers" not in source(uvicorn.Server.main_loop), message
+
+
+@pytest.mark.parametrize("new_loop", [asyncio.new_event_loop, uvloop.new_event_loop])
+def test_connect_accepted_socket_suspends_once_until_connection_made(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    # accept.py drives it by hand: one send() makes the transport, the next ends it.
+    message = changed("loop.connect_accepted_socket", ACCEPT, "Acceptor._adopt")
+
+    async def adopt() -> None:
+        made: list[asyncio.BaseTransport] = []
+
+        class Protocol(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                made.append(transport)
+
+        ours, theirs = socket.socketpair()
+        step = asyncio.get_running_loop().connect_accepted_socket(Protocol, ours)
+        waiter = step.send(None)
+        assert isinstance(waiter, asyncio.Future), message
+        assert not made, message
+        await asyncio.sleep(0)
+        assert waiter.done(), message
+        assert made, message
+        with pytest.raises(StopIteration) as end:
+            step.send(None)
+        transport, _ = end.value.value
+        assert transport is made[0], message
+        transport.close()
+        theirs.close()
+
+    loop = new_loop()
+    try:
+        loop.run_until_complete(adopt())
+    finally:
+        loop.close()
 
 
 async def test_proxy_headers_middleware_rewrites_the_scope_without_suspending() -> None:

@@ -1,0 +1,111 @@
+"""Accepting connections in bursts, as many as may be incomplete.
+
+libuv (under uvloop, since libuv 1.45) accepts one connection per turn of the event loop.
+A turn of a gateway with thousands of streams takes milliseconds, so in a reconnect storm
+the kernel's accept queue stayed full (W5: 100-250 accepts/s, the queue at its 4,096):
+the handshakes the kernel completed but could not queue were dropped, clients' requests
+were sent again after growing delays, and after ~3 s the kernel reset them (the clients'
+"closed before answering"). So the gateway accepts on its listening sockets itself: up to
+BURST connections each time the socket is readable, and no more than may still be sending
+their headers (`room`; at least one, the oldest incomplete one then being closed, as
+before, so that idle connections cannot lock new ones out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import logging
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+BURST = 128  # connections accepted per readiness at most: a turn stays short
+# Out of file descriptors (or kernel memory): accepting again at once would only spin.
+RETRY_AFTER_FULL = 1.0
+RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+class Acceptor:
+    """Accepts on `sock` (listening, owned from now on) for `protocol_factory` until
+    `close()`; `room()` is how many more connections may be incomplete."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol_factory: Callable[[], asyncio.Protocol],
+        room: Callable[[], int],
+    ) -> None:
+        self._sock = sock
+        self._factory = protocol_factory
+        self._room = room
+        self._loop = asyncio.get_running_loop()
+        self._adopting = 0  # accepted, their protocol's connection_made still to come
+        self._retry: asyncio.TimerHandle | None = None
+        sock.setblocking(False)
+        self._loop.add_reader(sock.fileno(), self._accept)
+
+    def close(self) -> None:
+        """Stop accepting; the connections accepted so far are not affected."""
+        if self._retry is not None:
+            self._retry.cancel()
+        if self._sock.fileno() >= 0:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+
+    async def wait_closed(self) -> None:
+        """As asyncio.Server's: uvicorn awaits it after close()."""
+
+    def _accept(self) -> None:
+        for _ in range(max(1, min(BURST, self._room() - self._adopting))):
+            try:
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return  # none left: the socket is readable again when one comes
+            except ConnectionAbortedError:
+                continue  # gone before it was accepted
+            except OSError as exc:
+                if exc.errno not in RESOURCE_ERRORS:
+                    raise
+                self._pause(exc)
+                return
+            self._adopt(conn)
+
+    def _adopt(self, conn: socket.socket) -> None:
+        """The loop's transport for `conn`, with no task: connect_accepted_socket runs to
+        its one await (the transport is made, connection_made scheduled), and on to its
+        end once the protocol has it."""
+        step = self._loop.connect_accepted_socket(self._factory, conn)
+        try:
+            made: asyncio.Future[None] = step.send(None)
+        except StopIteration:
+            return  # made already
+        except Exception:
+            logger.exception("cannot serve an accepted connection")
+            conn.close()
+            return
+        self._adopting += 1
+        made.add_done_callback(functools.partial(self._adopted, step))
+
+    def _adopted(self, step: Coroutine[Any, Any, object], _: asyncio.Future[None]) -> None:
+        self._adopting -= 1
+        try:
+            step.send(None)  # returns: the coroutine ends here
+        except StopIteration:
+            pass
+        except Exception:  # closed before its protocol had it: nothing to serve
+            logger.debug("accepted connection lost at once", exc_info=True)
+
+    def _pause(self, exc: OSError) -> None:
+        logger.warning(
+            "cannot accept connections", extra={"error": str(exc), "retry_in": RETRY_AFTER_FULL}
+        )
+        self._loop.remove_reader(self._sock.fileno())
+        self._retry = self._loop.call_later(RETRY_AFTER_FULL, self._resume)
+
+    def _resume(self) -> None:
+        self._retry = None
+        self._loop.add_reader(self._sock.fileno(), self._accept)
