@@ -37,6 +37,20 @@ async def test_a_connection_without_complete_headers_is_closed_after_the_timeout
     writer.close()
 
 
+async def test_each_connection_gets_its_own_deadline_from_the_one_timer(
+    start_gateway: StartGateway, js: JetStreamContext
+) -> None:
+    # One timer serves them all, at the oldest's deadline: it must come round again for
+    # a younger one, also once the oldest has left by itself.
+    gateway = await start_gateway(header_timeout=1.0)
+    _, leaving = await connect(gateway)
+    await asyncio.sleep(0.3)
+    younger, writer = await connect(gateway)
+    leaving.close()
+    assert await closed_by_server(younger)
+    writer.close()
+
+
 async def test_a_header_line_now_and_then_does_not_keep_the_connection(
     start_gateway: StartGateway, js: JetStreamContext
 ) -> None:

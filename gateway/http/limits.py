@@ -26,12 +26,14 @@ class HeaderLimit(HttpToolsProtocol):
     refusal: ClassVar[bytes]  # the whole 431 answer
     header_timeout: ClassVar[float]
     max_incomplete: ClassVar[int]
-    # The connections whose current request headers are incomplete, oldest first (a dict
-    # as an ordered set); one per class, that is per listening port.
-    incomplete: ClassVar[dict[HeaderLimit, None]]
+    # The connections whose current request headers are incomplete, with the loop time
+    # they began, oldest first; one per class, that is per listening port. One timer for
+    # all of them, at the oldest's deadline: none to make and cancel per connection.
+    incomplete: ClassVar[dict[HeaderLimit, float]]
+    sweep: ClassVar[list[asyncio.TimerHandle | None]]  # that timer, while one is due
     # Slots, not instance attributes: uvicorn's protocol sets 28, and CPython 3.11
     # gives an instance with 30 or more a full dict, ~1.3 KB more per connection.
-    __slots__ = ("_header_bytes", "_header_timer", "_in_headers", "_refused", "_unparsed_bytes")
+    __slots__ = ("_header_bytes", "_in_headers", "_refused", "_unparsed_bytes")
 
     def __init__(
         self,
@@ -49,7 +51,6 @@ class HeaderLimit(HttpToolsProtocol):
         self._unparsed_bytes = 0
         self._in_headers = True
         self._refused = False
-        self._header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -60,19 +61,32 @@ class HeaderLimit(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def _await_headers(self) -> None:
-        """Start the clock on a request's headers (one timer per connection while they
-        are incomplete); past the bound, the connection that has waited longest goes."""
-        if self._header_timer is not None:
+        """Start the clock on a request's headers; past the bound, the connection that
+        has waited longest goes."""
+        incomplete = self.incomplete
+        if self in incomplete:
             return
-        self._header_timer = self.loop.call_later(self.header_timeout, self._too_slow)
-        self.incomplete[self] = None
-        if len(self.incomplete) > self.max_incomplete:
-            next(iter(self.incomplete))._too_slow()
+        loop = self.loop
+        incomplete[self] = loop.time()
+        if len(incomplete) > self.max_incomplete:
+            next(iter(incomplete))._too_slow()
+        if self.sweep[0] is None:
+            self.sweep[0] = loop.call_later(self.header_timeout, self._sweep, loop)
+
+    @classmethod
+    def _sweep(cls, loop: asyncio.AbstractEventLoop) -> None:
+        """Close the connections past their deadline; then wait for the next oldest."""
+        cls.sweep[0] = None
+        incomplete = cls.incomplete
+        expired = loop.time() - cls.header_timeout
+        while incomplete:
+            oldest, since = next(iter(incomplete.items()))
+            if since > expired:
+                cls.sweep[0] = loop.call_at(since + cls.header_timeout, cls._sweep, loop)
+                return
+            oldest._too_slow()
 
     def _headers_done(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
         self.incomplete.pop(self, None)
 
     def _too_slow(self) -> None:
@@ -160,5 +174,6 @@ def bounded_http_protocol(
         "header_timeout": header_timeout,
         "max_incomplete": max_incomplete,
         "incomplete": {},
+        "sweep": [None],
     }
     return type("BoundedHttpToolsProtocol", bases, namespace)
