@@ -62,6 +62,8 @@ class LiveFeeds:
         feed = self._delayed_feed(delay) if delay else self._start_live()
         if feed is None:
             raise NatsUnavailableError("the live feed is starting")
+        if feed.running.is_set() and incarnation in (None, feed.incarnation):
+            return feed  # following already: no timeout to arm and disarm per stream
         try:
             async with asyncio.timeout(self._settings.nats_timeout):
                 await feed.wait_following(incarnation)
