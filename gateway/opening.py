@@ -22,9 +22,9 @@ from nats.js.api import DeliverPolicy
 
 from contracts.stream import StreamSettings
 from contracts.symbols import all_subjects, subject_for
-from gateway.broker.consumer import ConsumerSpec, PullConsumer
+from gateway.broker.consumer import PullConsumer
 from gateway.broker.pace import CreationPace
-from gateway.broker.spec import consumer_name
+from gateway.broker.spec import ConsumerSpec, consumer_name
 from gateway.broker.streams import RecentStreamInfo, stream_info
 from gateway.delivery import EXACT, Delivery
 from gateway.errors import NatsUnavailableError, OverloadedError

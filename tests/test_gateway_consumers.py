@@ -9,6 +9,7 @@ import httpx
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, DeliverPolicy
 
+from gateway.broker.spec import consumer_name
 from tests.conftest import StartGateway
 from tests.servers import eventually
 from tests.sse_client import open_stream
@@ -77,7 +78,7 @@ async def test_with_the_shared_feed_a_caught_up_client_gives_its_consumer_back(
         names = [c.name for c in await js.consumers_info("PRICES")]
         live = await publish(js, "AAPL", "2.00")
         event = await stream.next_event()
-    assert names == [f"live-{gateway.settings.gateway_id}-1"]
+    assert names == [consumer_name("live", gateway.settings.gateway_id, 1)]
     assert event.sequence == live
     assert first.sequence == live - 1
 

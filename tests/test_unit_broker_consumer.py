@@ -16,8 +16,9 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
 from contracts.symbols import subject_for
-from gateway.broker.consumer import ConsumerSpec, PullConsumer
+from gateway.broker.consumer import PullConsumer
 from gateway.broker.deliveries import consumer_sequence, delivery
+from gateway.broker.spec import ConsumerSpec
 from gateway.errors import NatsUnavailableError, StreamEndedError
 from gateway.metrics import Metrics
 from tests.servers import NatsServer, eventually

@@ -19,7 +19,8 @@ from nats.js.errors import NotFoundError
 
 from contracts.event_ids import EventPosition, incarnation_of
 from contracts.symbols import all_subjects, subject_for
-from gateway.broker.consumer import ConsumerSpec, PullConsumer
+from gateway.broker.consumer import PullConsumer
+from gateway.broker.spec import ConsumerSpec
 from gateway.errors import NatsUnavailableError, StreamEndedError
 from gateway.feed.catch_up import CatchUp
 from gateway.feed.client import ClientFeed

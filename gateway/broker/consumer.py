@@ -22,7 +22,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from gateway.broker.deliveries import consumer_sequence, delivery, stored_at
+from gateway.broker.deliveries import consumer_sequence
 from gateway.broker.spec import ConsumerSpec
 from gateway.broker.streams import stream_info
 from gateway.errors import NatsUnavailableError, StreamEndedError
@@ -30,10 +30,6 @@ from gateway.metrics import Metrics
 from gateway.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
-
-# ConsumerSpec, delivery and stored_at live in gateway.broker.spec and .deliveries; named
-# here too for the live feed's import until it takes them from there.
-__all__ = ["ConsumerSpec", "PullConsumer", "delivery", "stored_at"]
 
 CLEANUP_TIMEOUT = 2.0
 _STATUS = "Status"

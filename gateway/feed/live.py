@@ -30,8 +30,10 @@ from nats.js.api import DeliverPolicy
 
 from contracts.event_ids import incarnation_of
 from contracts.symbols import all_subjects
-from gateway.broker.consumer import ConsumerSpec, PullConsumer, delivery, stored_at
+from gateway.broker.consumer import PullConsumer
+from gateway.broker.deliveries import delivery, stored_at
 from gateway.broker.direct import first_sequence_since, last_per_subject
+from gateway.broker.spec import ConsumerSpec, consumer_name
 from gateway.broker.streams import stream_info
 from gateway.errors import NatsUnavailableError, StreamEndedError
 from gateway.feed import sse
@@ -176,7 +178,7 @@ class LiveFeed:
             stream=self._stream,
             # A new name each time: a consumer on a NATS node that died may come back with
             # it, and the cluster refuses to re-create a name with another start sequence.
-            name=f"{self._name}-{self._settings.gateway_id}-{next(self._generations)}",
+            name=consumer_name(self._name, self._settings.gateway_id, next(self._generations)),
             filter_subjects=(all_subjects(self._settings.subject_prefix),),
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             start_sequence=self.position + 1,
