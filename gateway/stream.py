@@ -146,6 +146,8 @@ class PriceStream:
         metrics.open_streams.dec()
         by_delivery.dec()
         metrics.streams_ended.labels(reason).inc()
+        if not logger.isEnabledFor(logging.INFO):
+            return  # no line, and none of its fields made (most gateways log warnings)
         logger.info(
             "stream closed",
             extra={
@@ -159,6 +161,8 @@ class PriceStream:
         )
 
     def _log_open(self, feed: ClientFeed) -> None:
+        if not logger.isEnabledFor(logging.INFO):
+            return
         logger.info(
             "stream opened",
             extra={
