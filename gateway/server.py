@@ -15,7 +15,7 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.app import GatewayApp
-from gateway.http.accept import BURST, Acceptor
+from gateway.http.accept import Acceptor
 from gateway.http.handover import stream_protocol
 from gateway.http.limits import HeaderLimit, bounded_http_protocol
 from gateway.settings import Settings
@@ -117,10 +117,8 @@ class GatewayServer(uvicorn.Server):
         def connection() -> asyncio.Protocol:
             return protocol(config, self.server_state, state)  # type: ignore[call-arg]
 
-        def room() -> int:
-            if issubclass(protocol, HeaderLimit):
-                return protocol.max_incomplete - len(protocol.incomplete)
-            return BURST
+        def room(now: float, most: int) -> int:
+            return protocol.room(now, most) if issubclass(protocol, HeaderLimit) else most
 
         acceptors = []
         for server in self.servers:

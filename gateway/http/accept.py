@@ -7,8 +7,9 @@ the handshakes the kernel completed but could not queue were dropped, clients' r
 were sent again after growing delays, and after ~3 s the kernel reset them (the clients'
 "closed before answering"). So the gateway accepts on its listening sockets itself: up to
 BURST connections each time the socket is readable, and no more than may still be sending
-their headers (`room`; at least one, the oldest incomplete one then being closed, as
-before, so that idle connections cannot lock new ones out).
+their headers (gateway.http.limits: past that bound, a newcomer takes the place of a
+connection that has sent nothing complete for a second, never of one that has only just
+connected; the others wait in the kernel's queue).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 BURST = 128  # connections accepted per readiness at most: a turn stays short
+ROOM_RETRY = 0.05  # seconds before looking again for room to accept in
 # Out of file descriptors (or kernel memory): accepting again at once would only spin.
 RETRY_AFTER_FULL = 1.0
 RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -31,13 +33,14 @@ RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.EN
 
 class Acceptor:
     """Accepts on `sock` (listening, owned from now on) for `protocol_factory` until
-    `close()`; `room()` is how many more connections may be incomplete."""
+    `close()`; `room(now, most)` is how many more connections may be accepted (at most
+    `most`), by the bound on those still sending their headers."""
 
     def __init__(
         self,
         sock: socket.socket,
         protocol_factory: Callable[[], asyncio.Protocol],
-        room: Callable[[], int],
+        room: Callable[[float, int], int],
     ) -> None:
         self._sock = sock
         self._factory = protocol_factory
@@ -60,7 +63,11 @@ class Acceptor:
         """As asyncio.Server's: uvicorn awaits it after close()."""
 
     def _accept(self) -> None:
-        for _ in range(max(1, min(BURST, self._room() - self._adopting))):
+        room = self._room(self._loop.time(), BURST + self._adopting) - self._adopting
+        if room <= 0:  # they wait in the kernel's queue a moment
+            self._wait(ROOM_RETRY)
+            return
+        for _ in range(room):
             try:
                 conn, _ = self._sock.accept()
             except (BlockingIOError, InterruptedError):
@@ -103,8 +110,12 @@ class Acceptor:
         logger.warning(
             "cannot accept connections", extra={"error": str(exc), "retry_in": RETRY_AFTER_FULL}
         )
+        self._wait(RETRY_AFTER_FULL)
+
+    def _wait(self, delay: float) -> None:
+        """No accepting for `delay` seconds (the socket stays readable meanwhile)."""
         self._loop.remove_reader(self._sock.fileno())
-        self._retry = self._loop.call_later(RETRY_AFTER_FULL, self._resume)
+        self._retry = self._loop.call_later(delay, self._resume)
 
     def _resume(self) -> None:
         self._retry = None

@@ -17,6 +17,10 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+# Seconds a connection may send nothing complete before a newcomer may take its place
+# past --max-incomplete-requests (its --header-timeout still applies).
+EVICTABLE_AFTER = 1.0
+
 
 class HeaderLimit(HttpToolsProtocol):
     """HttpToolsProtocol answering 431 problem+json past `max_header_bytes` (set by
@@ -85,6 +89,22 @@ class HeaderLimit(HttpToolsProtocol):
                 cls.sweep[0] = loop.call_at(since + cls.header_timeout, cls._sweep, loop)
                 return
             oldest._too_slow()
+
+    @classmethod
+    def room(cls, now: float, most: int) -> int:
+        """How many more connections may be accepted now (up to `most`): the free places,
+        else those of connections without complete headers for EVICTABLE_AFTER seconds,
+        which the newcomers close. A storm's clients that have only just connected are
+        not closed for the next ones: those wait in the kernel's accept queue."""
+        free = cls.max_incomplete - len(cls.incomplete)
+        if free > 0:
+            return min(free, most)
+        stale, evictable = now - EVICTABLE_AFTER, 0
+        for since in cls.incomplete.values():  # oldest first
+            if since > stale or evictable == most:
+                break
+            evictable += 1
+        return evictable
 
     def _headers_done(self) -> None:
         self.incomplete.pop(self, None)
