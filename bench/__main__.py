@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.client import parse_rate
 from bench.compression import GATEWAY_ONLY as COMPRESSION_ONLY
 from bench.compression import WORKLOADS as COMPRESSION_WORKLOADS
 from bench.config import ROOT, BenchConfig, parse_args
 from bench.delivery import GATEWAY_ONLY
 from bench.delivery import WORKLOADS as DELIVERY_WORKLOADS
 from bench.environment import Environment
-from bench.loader import parse_rate
 from bench.processes import BenchError, Pinning, raise_open_files_limit
 from bench.report import (
     delivery_table,
