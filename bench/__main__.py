@@ -29,15 +29,24 @@ from bench.report import (
     summarise,
     table,
 )
+from bench.slow_reader import GATEWAY_ONLY as SLOW_ONLY
+from bench.slow_reader import WORKLOADS as SLOW_WORKLOADS
 from bench.storm import GATEWAY_ONLY as STORM_ONLY
 from bench.storm import WORKLOADS as STORM_WORKLOADS
 from bench.storm import storm_config
 from bench.workloads import RESUMABLE, WORKLOADS
 
-ALL_WORKLOADS = {**WORKLOADS, **DELIVERY_WORKLOADS, **COMPRESSION_WORKLOADS, **STORM_WORKLOADS}
+ALL_WORKLOADS = {
+    **WORKLOADS,
+    **DELIVERY_WORKLOADS,
+    **SLOW_WORKLOADS,
+    **COMPRESSION_WORKLOADS,
+    **STORM_WORKLOADS,
+}
 SKIPPED = {
     "W3": "the naive baseline keeps no history",
     **GATEWAY_ONLY,
+    **SLOW_ONLY,
     **COMPRESSION_ONLY,
     **STORM_ONLY,
 }

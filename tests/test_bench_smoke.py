@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from bench.checking import ConflatedCheck, DeliveryCheck, PublishedLog, Tally
-from bench.delivery import rss_figures
 from bench.report import delivery_table, headlines
+from bench.slow_reader import rss_figures
 from bench.wire import ResponseDecoder, event_key
 
 ROOT = Path(__file__).resolve().parent.parent
