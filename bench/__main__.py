@@ -34,10 +34,12 @@ from bench.slow_reader import WORKLOADS as SLOW_WORKLOADS
 from bench.storm import GATEWAY_ONLY as STORM_ONLY
 from bench.storm import WORKLOADS as STORM_WORKLOADS
 from bench.storm import storm_config
+from bench.turnover import WORKLOADS as TURNOVER_WORKLOADS
 from bench.workloads import RESUMABLE, WORKLOADS
 
 ALL_WORKLOADS = {
     **WORKLOADS,
+    **TURNOVER_WORKLOADS,
     **DELIVERY_WORKLOADS,
     **SLOW_WORKLOADS,
     **COMPRESSION_WORKLOADS,
