@@ -66,7 +66,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def w1z_figures(w1z: dict[str, Any], out: dict[str, Any], losses: dict[str, int]) -> None:
-    """W1Z's headlines for the summary table (bench.report)."""
+    """W1Z's headlines for the summary table (bench.headlines)."""
     for step in w1z["steps"]:
         rate = int(step["rate_target"])
         for mode in MODES:

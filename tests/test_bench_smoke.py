@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from bench.checking import ConflatedCheck, DeliveryCheck, PublishedLog, Tally
-from bench.report import delivery_table, headlines
+from bench.headlines import headlines
+from bench.report import delivery_table
 from bench.slow_reader import rss_figures
 from bench.wire import ResponseDecoder, event_key
 
