@@ -25,6 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 OURS = ("contracts", "gateway", "publisher")
 HERE = Path(__file__).name
 MAX_MODULE_LINES = 300
+# The line limit holds for the benchmark and resilience harnesses too (not for tests/).
+SIZED = (*OURS, "bench", "resilience")
+# Over the limit while its split is under way; remove once it is under 300 lines.
+LONG_FOR_NOW = {"bench/storm.py"}
 
 FOUNDATIONS = (
     "gateway.settings",
@@ -182,8 +186,9 @@ def test_imports_point_down_the_layers() -> None:
 def test_no_module_is_longer_than_300_lines() -> None:
     long = [
         f"{path.relative_to(ROOT)}: {lines} lines"
-        for path in modules(ROOT).values()
+        for path in modules(ROOT, SIZED).values()
         if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+        and path.relative_to(ROOT).as_posix() not in LONG_FOR_NOW
     ]
     assert not long, f"modules over {MAX_MODULE_LINES} lines (split them):\n" + "\n".join(long)
 
