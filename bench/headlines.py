@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.compression import w1z_figures
-from bench.storm import w5_figures
+from bench.storm_figures import w5_figures
 
 LOSS_KINDS = (
     "lost",
