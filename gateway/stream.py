@@ -120,14 +120,18 @@ class PriceStream:
         if (reset := feed.start.reset) is not None:
             head += sse.reset_frame(reason=reset.reason, detail=reset.detail)
             self.hub.metrics.resets_sent.labels(reset.reason).inc()
+        first = feed.opening()  # the snapshot or backlog, when it is in memory
         await sink.begin(
             [*stream_headers(self.query.delivery, self.coding), *self.extra_headers],
             head,
             settings.send_timeout,
             self.coding.compressor(),  # allocated now that the stream begins
+            first.body if first else b"",
         )
         self.extra_headers = ()  # sent; not kept for the life of the stream
         feed.last_write = asyncio.get_running_loop().time()
+        if first:
+            feed.count_sent(first)
         if (direct := sink.direct) is not None:
             feed.write_directly(direct)
 

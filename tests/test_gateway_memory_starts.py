@@ -6,10 +6,13 @@ excess is refused with 503 and a jittered Retry-After."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
+import pytest
 from nats.js import JetStreamContext
 
+from gateway.http.connection import SseConnection
 from tests.conftest import RunningGateway, StartGateway
 from tests.problems import assert_problem
 from tests.scrape import scrape
@@ -68,6 +71,55 @@ async def test_a_fresh_client_starts_from_the_latest_in_memory_without_a_consume
         snapshot = await stream.events(2)
     assert [e.id for e in snapshot] == [await event_id(js, s) for s in (msft, aapl)]
     assert (await scrape(gateway))[CREATED] == before[CREATED]
+
+
+class _CountedWrites:
+    """A connection's transport, keeping what each write was given."""
+
+    def __init__(self, transport: Any, writes: list[bytes]) -> None:
+        self._transport = transport
+        self._writes = writes
+
+    def write(self, data: bytes) -> None:
+        self._writes.append(data)
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+async def test_the_snapshot_goes_out_with_the_response_head_in_one_write(
+    start_gateway: StartGateway, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[bytes] = []
+    made = SseConnection.__init__
+
+    def counted(connection: SseConnection, transport: Any, *args: Any, **kwargs: Any) -> None:
+        made(connection, _CountedWrites(transport, writes), *args, **kwargs)
+
+    monkeypatch.setattr(SseConnection, "__init__", counted)
+    gateway = await start_gateway()
+    aapl = await publish(js, "AAPL", "1.5")
+    await _fed(gateway, aapl)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.settings.port)
+    try:
+        writer.write(b"GET /stocks?symbols=AAPL HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        snapshot = f"id: {await event_id(js, aapl)}\n".encode()
+        async with asyncio.timeout(5):
+            received = await reader.readuntil(b"}\n\n\r\n")
+    finally:
+        writer.close()
+    assert len(writes) == 1, writes  # the head, the retry and the snapshot: one send
+    # On the wire as before: the retry and the snapshot are chunks of their own.
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    chunks = []
+    while body:
+        size, _, body = body.partition(b"\r\n")
+        chunks.append(body[: int(size, 16)])
+        body = body[int(size, 16) :].removeprefix(b"\r\n")
+    assert len(chunks) == 2 and chunks[0] == b"retry: 2000\n\n", chunks
+    assert chunks[1].startswith(snapshot) and chunks[1].endswith(b"}\n\n"), chunks
 
 
 async def test_an_id_older_than_the_window_catches_up_from_jetstream_exactly(

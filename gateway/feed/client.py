@@ -11,7 +11,8 @@ its own: JetStream holds the backlog, not the gateway. What the outbox lets thro
 its policy's (gateway.feed.outbox; with conflation the consumer's events go too).
 
 Which of these a client is in is gateway.feed.splice's table; this class reports events
-to it and acts on the state it returns.
+to it and acts on the state it returns. Reading the outbox once live, the steady state,
+is gateway.feed.reader's.
 """
 
 from __future__ import annotations
@@ -24,49 +25,21 @@ from gateway.errors import NatsUnavailableError, StreamEndedError
 from gateway.feed.catch_up import CatchUp
 from gateway.feed.live import LiveFeed
 from gateway.feed.outbox import LiveEvent, Policy, keep
+from gateway.feed.reader import OutboxReader
 from gateway.feed.recent import Backlog
 from gateway.feed.resume import Start
-from gateway.feed.splice import (
-    CATCHING_UP,
-    CAUGHT_UP,
-    END,
-    ENDED,
-    LIVE,
-    OVERFLOWED,
-    WAIT,
-    WAITING,
-    WOKEN,
-    Splice,
-    State,
-)
-from gateway.feed.writes import IDLE, DirectSink, Frames
+from gateway.feed.splice import CATCHING_UP, CAUGHT_UP, END, ENDED, LIVE, OVERFLOWED, WAIT
+from gateway.feed.writes import IDLE, Frames
 from gateway.metrics import Metrics
-from gateway.wakeup import Wakeup
 
 logger = logging.getLogger(__name__)
 
 
-class ClientFeed:
+class ClientFeed(OutboxReader):
     """`async with ClientFeed(...)`: inside the block the client's outbox is on the live
     feed, and its consumer exists at most; both are released however the block exits."""
 
-    # One per open stream, for as long as it is open.
-    __slots__ = (
-        "_backlog",
-        "_catch_up",
-        "_direct",
-        "_last_sequence",
-        "_live",
-        "_metrics",
-        "_outbox",
-        "_splice",
-        "_timer",
-        "_wake",
-        "client_id",
-        "last_write",
-        "sent",
-        "start",
-    )
+    __slots__ = ("_backlog", "_catch_up", "_live", "client_id", "start")
 
     def __init__(
         self,
@@ -80,20 +53,12 @@ class ClientFeed:
     ) -> None:
         """`backlog`: the client starts from it, its consumer made only if it falls behind
         later; `live` None: its consumer serves it for good."""
+        super().__init__(outbox, metrics, catch_up.consumed)
         self._backlog = backlog
         self.client_id = client_id
         self.start = start
         self._catch_up = catch_up
         self._live = live
-        self._outbox = outbox
-        self._metrics = metrics
-        self._last_sequence = catch_up.consumed  # the last sent
-        self._splice = Splice()
-        self._wake = Wakeup()  # only the writer task waits on it
-        self._timer: asyncio.TimerHandle | None = None  # the outbox's next release
-        self._direct: DirectSink | None = None
-        self.last_write = 0.0  # loop time, for the heartbeat
-        self.sent = 0  # events written
 
     async def __aenter__(self) -> ClientFeed:
         if self._live is not None and self._outbox is not None:
@@ -131,15 +96,8 @@ class ClientFeed:
             self._outbox.reader = None  # it refers back to this feed
 
     @property
-    def state(self) -> State:
-        return self._splice.state
-
-    @property
     def consumer_name(self) -> str | None:
         return self._catch_up.consumer_name
-
-    def write_directly(self, sink: DirectSink) -> None:
-        self._direct = sink  # the live feed's flush writes to it while the writer waits
 
     def stop(self, reason: str) -> None:
         """End the feed: the pending or next `next_frames` raises StreamEndedError."""
@@ -149,6 +107,21 @@ class ClientFeed:
 
     def repull(self) -> None:
         self._catch_up.repull()
+
+    def opening(self) -> Frames | None:
+        """A feed started from memory goes live at once, and its backlog is the first
+        write: returned here, to go out with the response head in one write. None for a
+        feed with a consumer to read, an ended one, or nothing to send yet: `next_frames`
+        does the rest. What `next_frames` would do first, with no await in between."""
+        if self._splice.state is not CATCHING_UP or self._catch_up.consumer is not None:
+            return None
+        outbox = self._outbox
+        assert outbox is not None  # a feed with no consumer is served by the live feed
+        self._splice.handle(CAUGHT_UP)
+        outbox.live = True
+        if outbox.overflowed:
+            return None  # next_frames falls back to a consumer
+        return self._release(asyncio.get_running_loop().time())
 
     async def next_frames(self, heartbeat: float) -> Frames | None:
         """The next write; None once `heartbeat` seconds have passed since the last one
@@ -238,60 +211,3 @@ class ClientFeed:
         self._wake.clear()
         self._splice.handle(WAIT)
         return IDLE
-
-    def idle_wait(self) -> asyncio.Future[None]:
-        """After IDLE: done once woken; `woken()` must follow, however the wait ends. The
-        writer awaits it in its own frame, so an idle stream keeps no frame of this class."""
-        return self._wake.wait()
-
-    def woken(self) -> None:
-        self._splice.handle(WOKEN)
-
-    def _release(self, now: float, through: float = math.inf) -> Frames | None:
-        """What the outbox lets out now, after the last event sent, as one write."""
-        outbox = self._outbox
-        assert outbox is not None
-        events, next_at = outbox.release(self._last_sequence, now, through)
-        if next_at is not None and (self._timer is None or next_at < self._timer.when()):
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = asyncio.get_running_loop().call_at(next_at, self._on_timer)
-        if not events:
-            return None
-        self._last_sequence = events[-1].sequence
-        return Frames.of(events)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self.on_due(asyncio.get_running_loop().time())
-
-    def count_sent(self, frames: Frames) -> None:
-        """Account for a write: the stream's count, the metrics."""
-        self.sent += frames.events
-        frames.count(self._metrics)
-
-    # outbox.Reader: called by the live feed.
-
-    def on_due(self, now: float) -> None:
-        """Events are due: written here and now while the writer waits and the connection
-        can take bytes; otherwise the writer is woken to do it."""
-        direct, outbox = self._direct, self._outbox
-        if (
-            self._splice.state is WAITING
-            and direct is not None
-            and direct.ready
-            and outbox is not None
-            and not outbox.overflowed
-        ):
-            if (frames := self._release(now)) is not None:
-                direct.write_now(frames.body)
-                self.last_write = now
-                self.count_sent(frames)
-            return
-        self._wake.set()
-
-    def heartbeat_due(self, now: float, heartbeat: float) -> None:
-        """The hub's sweep: wake a waiting writer that has written nothing for `heartbeat`
-        (a catching-up writer times its own waits)."""
-        if self._splice.state is WAITING and now - self.last_write >= heartbeat:
-            self._wake.set()

@@ -139,7 +139,9 @@ class SseConnection(asyncio.Protocol):
         head.append(bytes(response.body))
         self._close_after(b"".join(head))
 
-    async def begin(self, headers: Headers, body: bytes, timeout: float, gzip: Gzip | None) -> None:
+    async def begin(
+        self, headers: Headers, body: bytes, timeout: float, gzip: Gzip | None, events: bytes
+    ) -> None:
         if self.closed:
             return  # the feed is stopped: the stream ends before its first write
         self._gzip = gzip
@@ -149,9 +151,9 @@ class SseConnection(asyncio.Protocol):
         if self._chunked:
             head.append(b"transfer-encoding: chunked\r\n")
         head.append(b"connection: close\r\n\r\n")
-        if gzip is not None:
-            body = gzip.encode(body)
-        head.append(self._framed(body))
+        # The first events are a chunk of their own, as if written apart: one send call.
+        for part in (body, events) if events else (body,):
+            head.append(self._framed(gzip.encode(part) if gzip is not None else part))
         self.transport.write(b"".join(head))
         await self._drain(timeout)
 

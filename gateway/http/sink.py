@@ -44,9 +44,13 @@ class Sink(Protocol):
     async def answer(self, response: Response) -> None:
         """A whole answer instead of a stream (a problem), then the end of the exchange."""
 
-    async def begin(self, headers: Headers, body: bytes, timeout: float, gzip: Gzip | None) -> None:
+    async def begin(
+        self, headers: Headers, body: bytes, timeout: float, gzip: Gzip | None, events: bytes
+    ) -> None:
         """The 200 answer with `headers`, and the first bytes of its endless body; with
-        `gzip`, this write and every later one go through it (`headers` say so)."""
+        `gzip`, this write and every later one go through it (`headers` say so). `events`
+        (may be empty): the first events, as a write of their own to the client (its own
+        chunk), in the same send as the head when the sink can."""
 
     async def write(self, body: bytes, timeout: float) -> None:
         """More of the body. Waits while the client is not reading, and raises
@@ -90,10 +94,14 @@ class AsgiSink:
     async def answer(self, response: Response) -> None:
         await response(self._scope, self._receive, self._send)
 
-    async def begin(self, headers: Headers, body: bytes, timeout: float, gzip: Gzip | None) -> None:
+    async def begin(
+        self, headers: Headers, body: bytes, timeout: float, gzip: Gzip | None, events: bytes
+    ) -> None:
         self._gzip = gzip
         await self._send({"type": "http.response.start", "status": 200, "headers": headers})
         await self.write(body, timeout)
+        if events:
+            await self.write(events, timeout)
 
     async def write(self, body: bytes, timeout: float) -> None:
         if self._gzip is not None:
