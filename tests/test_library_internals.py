@@ -25,6 +25,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.utils import get_local_addr, get_remote_addr
 from uvicorn.server import ServerState
 
 from gateway.http.handover import stream_protocol
@@ -205,6 +206,53 @@ def test_httptools_protocol_answers_a_parse_error_with_send_400_response() -> No
     message = uvicorn_changed("HttpToolsProtocol.data_received (parser, send_400_response)")
     assert "self.parser.feed_data(data)" in text, message
     assert "self.send_400_response(" in text, message
+
+
+def test_httptools_protocol_connection_made_does_what_header_limit_repeats() -> None:
+    # limits.py replaces it (the same attributes, the addresses taken more cheaply).
+    body = source(HttpToolsProtocol.connection_made).split(") -> None:", 1)[1]
+    statements = {line.strip() for line in body.splitlines() if line.strip()}
+    assert statements == {
+        "self.connections.add(self)",
+        "self.transport = transport",
+        "self.flow = FlowControl(transport)",
+        "self.server = get_local_addr(transport)",
+        "self.client = get_remote_addr(transport)",
+        'self.scheme = "https" if is_ssl(transport) else "http"',
+        "if self.logger.level <= TRACE_LOG_LEVEL:",
+        'prefix = "%s:%d - " % self.client if self.client else ""',
+        'self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection made", prefix)',
+    }, uvicorn_changed("HttpToolsProtocol.connection_made", LIMITS, "HeaderLimit.connection_made")
+
+
+@pytest.mark.parametrize("new_loop", [asyncio.new_event_loop, uvloop.new_event_loop])
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6, socket.AF_UNIX])
+def test_header_limit_takes_the_addresses_uvicorn_would(
+    new_loop: Callable[[], asyncio.AbstractEventLoop], family: socket.AddressFamily
+) -> None:
+    async def connect() -> None:
+        loop = asyncio.get_running_loop()
+        protocol = bounded_http_protocol(1024)(_config(), ServerState(), {}, loop)
+        ours, theirs = socket.socketpair(socket.AF_UNIX)
+        if family != socket.AF_UNIX:
+            listener = socket.create_server(("", 0), family=family)
+            theirs = socket.create_connection(listener.getsockname()[:2])
+            ours, _ = listener.accept()
+            listener.close()
+        transport, _ = await loop.connect_accepted_socket(lambda: protocol, ours)
+        assert protocol.server == get_local_addr(transport)
+        assert protocol.client == get_remote_addr(transport)
+        assert protocol.scheme == "http"
+        transport.close()
+        theirs.close()
+
+    if family == socket.AF_INET6 and not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    loop = new_loop()
+    try:
+        loop.run_until_complete(connect())
+    finally:
+        loop.close()
 
 
 # uvicorn's ServerState and Server: SseConnection joins the server's connections and

@@ -14,7 +14,10 @@ import json
 from typing import Any, ClassVar
 
 from uvicorn.config import Config
+from uvicorn.logging import TRACE_LOG_LEVEL
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import is_ssl
 from uvicorn.server import ServerState
 
 # Seconds a connection may send nothing complete before a newcomer may take its place
@@ -57,7 +60,18 @@ class HeaderLimit(HttpToolsProtocol):
         self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        # uvicorn's, but with the addresses the transport took when it was made: uvicorn's
+        # helpers ask it for a "socket", a new socket object and a system call per address
+        # (~12 of a new stream's ~200 µs under uvloop), for the same two tuples.
+        self.connections.add(self)
+        self.transport = transport
+        self.flow = FlowControl(transport)
+        self.server = _local_address(transport.get_extra_info("sockname"))
+        self.client = _remote_address(transport.get_extra_info("peername"))
+        self.scheme = "https" if is_ssl(transport) else "http"
+        if self.logger.level <= TRACE_LOG_LEVEL:
+            prefix = f"{self.client[0]}:{self.client[1]} - " if self.client else ""
+            self.logger.log(TRACE_LOG_LEVEL, "%sHTTP connection made", prefix)
         self._await_headers()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -161,6 +175,18 @@ class HeaderLimit(HttpToolsProtocol):
             return  # handed over to a stream (gateway.http.handover): not ours to answer
         self.transport.write(self.refusal)
         self.transport.close()
+
+
+def _local_address(info: object) -> tuple[str, int | None] | None:
+    """As uvicorn's get_local_addr has it (a Unix socket's is its path)."""
+    if isinstance(info, tuple):
+        return (str(info[0]), int(info[1]))
+    return (info, None) if isinstance(info, str) else None
+
+
+def _remote_address(info: object) -> tuple[str, int] | None:
+    """As uvicorn's get_remote_addr has it (None for a Unix socket's peer)."""
+    return (str(info[0]), int(info[1])) if isinstance(info, tuple) else None
 
 
 def bounded_http_protocol(
