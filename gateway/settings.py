@@ -86,10 +86,9 @@ class Settings(CommonSettings):
     )
     coalesce: float = setting(
         0.02,
-        "the longest gap between two live writes to a client, events arriving in between "
-        "joining the second; a client is written to at once when its last write is older "
-        "than the gap, which grows from 0 while the live feed keeps the process busy "
-        "(0: every event at once)",
+        "live writes go out at most once per this many seconds, events arriving in between "
+        "joining them; under a light load they go at once, the spacing grows with the cost "
+        "of writing (0: every event at once)",
     )
     max_pending_bytes: int = setting(
         4 * 1024 * 1024,

@@ -64,25 +64,11 @@ class RecordingReader:
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
         self.dues: list[list[int]] = []
-        self.last_write = 0.0  # loop time it was last told (a write, for the pacing)
         self.stops: list[str] = []
         outbox.reader = self
 
     def on_due(self, now: float) -> None:
         self.dues.append(held(self.outbox))
-        self.last_write = now
 
     def stop(self, reason: str) -> None:
         self.stops.append(reason)
-
-
-class Leaping:
-    """A clock that moves on by `step` seconds at every reading."""
-
-    def __init__(self, step: float) -> None:
-        self.step = step
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        self.now += self.step
-        return self.now

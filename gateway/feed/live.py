@@ -37,9 +37,9 @@ from gateway.broker.spec import ConsumerSpec, consumer_name
 from gateway.broker.streams import stream_info
 from gateway.errors import NatsUnavailableError, StreamEndedError
 from gateway.feed import sse
+from gateway.feed.flushing import Flusher
 from gateway.feed.framer import TickFramer
 from gateway.feed.outbox import LiveEvent, Policy
-from gateway.feed.pacing import Pacer
 from gateway.feed.recent import RecentEvents
 from gateway.feed.splice import FEED_LOST, STREAM_REPLACED
 from gateway.metrics import Metrics
@@ -79,7 +79,7 @@ class LiveFeed:
         self.incarnation: str | None = None
         self.position = 0  # the last stream sequence fanned out
         self.running = asyncio.Event()
-        self.pacer = Pacer(settings.coalesce)  # when due outboxes' readers are told
+        self._flusher = Flusher(settings.coalesce)  # when due outboxes' readers are told
         self._changed = asyncio.Event()  # replaced at each change; waiters hold the old one
         self._consumer: PullConsumer | None = None
         self._generations = itertools.count(1)
@@ -137,7 +137,7 @@ class LiveFeed:
         try:
             await self._keep_following()
         finally:
-            self.pacer.close()
+            self._flusher.close()
 
     async def _keep_following(self) -> None:
         loop = asyncio.get_running_loop()
@@ -241,10 +241,9 @@ class LiveFeed:
         self._dispatch(prefix, batch[start:])
 
     def _dispatch(self, prefix: bytes, batch: list[Msg]) -> None:
-        started = self.pacer.clock()  # the pacing counts the feed's work
         by_subject = self._by_subject
         everything = self._everything
-        due: list[Policy] = []  # the outboxes that became due
+        due = self._flusher.due
         recent = self.recent
         framer = self._framer
         for msg in batch:
@@ -264,7 +263,8 @@ class LiveFeed:
                 if outbox.offer(event):
                     due.append(outbox)
         recent.trim(asyncio.get_running_loop().time(), self.position)
-        self.pacer.due(due, started)
+        if due:
+            self._flusher.schedule()
 
     def _end_all(self, reason: str) -> None:
         for outbox in self._everything.union(*self._by_subject.values()):

@@ -1,12 +1,11 @@
 """A client's outbox: its share of the live feed, between the feed and the client's writer.
 
 This is where a delivery policy sits. The live feed offers every event of a client's
-subjects to its outbox and tells the outbox's reader that events are due, at once or
-once the client's gap since its last write is over (gateway.feed.pacing); the reader
-releases them in one write. `Outbox` is the exact policy: every event, in order, bounded
-in bytes. `ConflatingOutbox` (gateway.feed.conflation) sends less: one slot per symbol,
-the latest value wins. Both answer the same `Policy` protocol, and the splice does not
-know which one it drives.
+subjects to its outbox and, once per flush, tells the outbox's reader that events are
+due; the reader releases them in one write. `Outbox` is the exact policy: every event,
+in order, bounded in bytes. `ConflatingOutbox` (gateway.feed.conflation) sends less: one
+slot per symbol, the latest value wins. Both answer the same `Policy` protocol, and the
+splice does not know which one it drives.
 """
 
 from __future__ import annotations
@@ -29,8 +28,6 @@ class LiveEvent(NamedTuple):
 class Reader(Protocol):
     """Who reads an outbox: told when its events are due, or when the feed ends it."""
 
-    last_write: float  # loop time of its last write (the pacing's gap runs from it)
-
     def on_due(self, now: float) -> None: ...
 
     def stop(self, reason: str) -> None: ...
@@ -50,7 +47,7 @@ class Policy(Protocol):
     takes_catch_up: ClassVar[bool]
 
     def offer(self, event: LiveEvent) -> bool:
-        """Keep `event`; True when the outbox must join the live feed's due list."""
+        """Keep `event`; True when the outbox must join the next flush's list."""
 
     def release(
         self, after: int, now: float, through: float = math.inf
@@ -68,7 +65,7 @@ class Policy(Protocol):
 
 def keep(outbox: Policy, events: Sequence[LiveEvent]) -> None:
     """Offer events a client's feed releases itself (a snapshot, its consumer's), so they
-    must not leave the outbox marked due on no list of the live feed."""
+    must not leave the outbox marked for a flush whose list it is not on."""
     for event in events:
         if outbox.offer(event):
             outbox.due = False
@@ -107,11 +104,11 @@ class Outbox:
         self.dropped_through = 0
         self.live = False  # set by the reader as its splice goes live or falls back
         self.overflowed = False
-        self.due = False  # on the live feed's due list (or waiting in the pacing)
+        self.due = False  # in the live feed's list for its next flush
         self.reader: Reader | None = None
 
     def offer(self, event: LiveEvent) -> bool:
-        """Buffer `event`; True when the outbox must join the live feed's due list."""
+        """Buffer `event`; True when the outbox must join the next flush's list."""
         if self.overflowed:
             return False
         events = self.events
