@@ -225,6 +225,15 @@ def test_httptools_protocol_connection_made_does_what_header_limit_repeats() -> 
     }, uvicorn_changed("HttpToolsProtocol.connection_made", LIMITS, "HeaderLimit.connection_made")
 
 
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("new_loop", [asyncio.new_event_loop, uvloop.new_event_loop])
 @pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6, socket.AF_UNIX])
 def test_header_limit_takes_the_addresses_uvicorn_would(
@@ -235,7 +244,8 @@ def test_header_limit_takes_the_addresses_uvicorn_would(
         protocol = bounded_http_protocol(1024)(_config(), ServerState(), {}, loop)
         ours, theirs = socket.socketpair(socket.AF_UNIX)
         if family != socket.AF_UNIX:
-            listener = socket.create_server(("", 0), family=family)
+            loopback = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+            listener = socket.create_server((loopback, 0), family=family)
             theirs = socket.create_connection(listener.getsockname()[:2])
             ours, _ = listener.accept()
             listener.close()
@@ -246,8 +256,8 @@ def test_header_limit_takes_the_addresses_uvicorn_would(
         transport.close()
         theirs.close()
 
-    if family == socket.AF_INET6 and not socket.has_ipv6:
-        pytest.skip("no IPv6 here")
+    if family == socket.AF_INET6 and not _ipv6_loopback():
+        pytest.skip("no IPv6 loopback here")
     loop = new_loop()
     try:
         loop.run_until_complete(connect())
@@ -346,6 +356,19 @@ def test_connect_accepted_socket_suspends_once_until_connection_made(
         loop.run_until_complete(adopt())
     finally:
         loop.close()
+
+
+def test_socket_accept_is_accept_and_a_socket_of_the_listeners_family_and_type() -> None:
+    # accept.py does the same with the listener's family and type read once.
+    message = changed("socket.socket.accept", ACCEPT, "Acceptor._accept")
+    lines = {line.strip() for line in source(socket.socket.accept).splitlines()}
+    assert "fd, addr = self._accept()" in lines, message
+    assert "sock = socket(self.family, self.type, self.proto, fileno=fd)" in lines, message
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener, socket.create_connection(listener.getsockname()[:2]):
+        fd, _ = listener._accept()  # type: ignore[attr-defined]
+        with socket.socket(fileno=fd) as accepted:  # the family and type the kernel says
+            assert (accepted.family, accepted.type) == (listener.family, listener.type)
 
 
 async def test_proxy_headers_middleware_rewrites_the_scope_without_suspending() -> None:
