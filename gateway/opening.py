@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from functools import partial
+from functools import lru_cache, partial
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -47,6 +47,7 @@ AHEAD_WAIT = 1.0
 # Seconds the stream's info is shared between starts: a purge that close to a resume is a
 # race either way, and a storm costs ten JetStream calls a second.
 STREAM_INFO_MAX_AGE = 0.1
+SUBJECTS_CACHED = 4096  # symbols whose subject is kept (~0.2 KB each)
 
 
 class FeedOpener:
@@ -68,14 +69,19 @@ class FeedOpener:
         self._pace = CreationPace(settings.catch_up_rate)
         self._stream_info = RecentStreamInfo(stream.name, STREAM_INFO_MAX_AGE)
         self._client_numbers = itertools.count(1)
+        # Per symbol, its subject: made once, not per stream (a storm asks for the same
+        # symbols over and over); bounded, as the symbols clients may name are not.
+        self._subject = lru_cache(SUBJECTS_CACHED)(
+            partial(subject_for, prefix=stream.subject_prefix)
+        )
+        self._fresh = fresh("")  # fresh(incarnation) of the latest incarnation seen
         # A client's catch-up from memory may hold up to this much in its outbox.
         self._budget = settings.max_pending_bytes // 2
 
     def subjects(self, query: StreamQuery) -> tuple[str, ...]:
-        prefix = self._stream.subject_prefix
         if query.symbols is None:
-            return (all_subjects(prefix),)
-        return tuple(subject_for(symbol, prefix) for symbol in query.symbols)
+            return (all_subjects(self._stream.subject_prefix),)
+        return tuple(map(self._subject, query.symbols))
 
     async def open(
         self, query: StreamQuery, nc: NATS | None, js: JetStreamContext | None
@@ -148,7 +154,9 @@ class FeedOpener:
             # are not due yet), whatever their size.
             budget = math.inf if delay else self._budget
             events = recent.latest_of(wanted, budget, stored.first_seq)
-            start = fresh(live.incarnation)
+            if self._fresh.incarnation != live.incarnation:
+                self._fresh = fresh(live.incarnation)
+            start = self._fresh  # immutable: one for every fresh start on this stream
         elif (
             position.incarnation == live.incarnation
             # Still stored, and stored already: only then is the feed worth waiting for

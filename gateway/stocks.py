@@ -50,7 +50,7 @@ class StocksEndpoint:
         CORS headers, which the middleware adds on the Starlette route)."""
         # Which site first, then a token in the URL (refused whatever it is worth); then
         # who, then what: an unauthenticated caller learns nothing about the query.
-        self._cors.check_origin(request.headers.get("origin"), request.headers.get("host"))
+        self._cors.check_origin(header(request, "origin"), header(request, "host"))
         refuse_token_parameters(request.query_params)
         grant = None
         if self._authenticator is not None:
@@ -76,7 +76,7 @@ class StocksEndpoint:
         errors the same problem documents, and each write of the endless stream goes
         straight to the connection (or the server) instead of through one send wrapper
         per middleware."""
-        headers = [*self._security, *self._cors.for_origin(request.headers.get("origin"))]
+        headers = [*self._security, *self._cors.for_origin(header(request, "origin"))]
         try:
             stream = await self._stream_for(request, headers)
         except GatewayError as exc:
@@ -102,3 +102,10 @@ class StocksEndpoint:
     async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A GET /stocks that took the ASGI way (pipelined behind another request)."""
         await self._serve(Request(scope, receive), AsgiSink(scope, receive, send))
+
+
+def header(request: Request, name: str) -> str | None:
+    """`request.headers.get(name)` (the first), without the KeyError Starlette's get()
+    raises and catches for a name the request does not have."""
+    values = request.headers.getlist(name)
+    return values[0] if values else None

@@ -7,6 +7,7 @@ which is only closed whenever the garbage collector gets to it).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 
@@ -25,7 +26,7 @@ from gateway.http.problems import problem_for
 from gateway.http.query import StreamQuery
 from gateway.http.sink import Headers, Sink
 from gateway.hub import Hub
-from gateway.metrics import CONSUMER_LOST
+from gateway.metrics import CONSUMER_LOST, Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +107,7 @@ class PriceStream:
         """Count the stream open; its streams-by-delivery child, to count it closed."""
         metrics = self.hub.metrics
         delivery = self.query.delivery
-        by_delivery = metrics.streams_by_delivery.labels(
-            str(bool(delivery.conflate)).lower(), str(bool(delivery.delay)).lower()
-        )
+        by_delivery = _by_delivery(metrics, bool(delivery.conflate), bool(delivery.delay))
         metrics.open_streams.inc()
         by_delivery.inc()
         self._log_open(feed)
@@ -190,6 +189,12 @@ class PriceStream:
         leeway = self.hub.settings.auth_leeway
         delay = max(0.0, self.grant.expires_at + leeway - time.time())
         return asyncio.get_running_loop().call_later(delay, feed.stop, TOKEN_EXPIRED)
+
+
+@functools.lru_cache(maxsize=16)
+def _by_delivery(metrics: Metrics, conflated: bool, delayed: bool) -> Gauge:
+    """The streams-by-delivery child: labels() takes a lock and builds its key per call."""
+    return metrics.streams_by_delivery.labels(str(conflated).lower(), str(delayed).lower())
 
 
 def stream_headers(delivery: Delivery, coding: Coding) -> list[tuple[bytes, bytes]]:

@@ -197,6 +197,20 @@ def test_parse_query_accepts_or_raises_a_bad_request(query: str, header: str | N
         assert parsed.position == parse_event_id(header)
 
 
+@given(
+    parameters=st.lists(st.sampled_from(["", "abc-1", "abc-2"]), max_size=3),
+    headers=st.lists(st.sampled_from(["", "abc-3", "abc-4"]), max_size=2),
+)
+def test_the_position_is_the_first_last_event_id_header_else_the_last_parameter(
+    parameters: list[str], headers: list[str]
+) -> None:
+    query = QueryParams([("lastEventId", value) for value in parameters])
+    raw = Headers(raw=[(b"last-event-id", value.encode()) for value in headers])
+    given_id = raw.get("last-event-id") or query.get("lastEventId")  # Starlette's get()
+    expected = parse_event_id(given_id) if given_id else None
+    assert parse_query(query, raw, 100).position == expected
+
+
 # gateway.feed.sse
 
 

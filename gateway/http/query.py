@@ -47,8 +47,11 @@ def parse_query(query: QueryParams, headers: Headers, max_symbols: int) -> Strea
         symbols = parse_symbols(values, max_symbols=max_symbols) if values else None
     except ContractError as exc:
         raise BadRequestError(str(exc)) from None
-    # The header wins: it is what EventSource sends on its own reconnects.
-    raw_id = headers.get("last-event-id") or query.get("lastEventId")
+    # The header wins: it is what EventSource sends on its own reconnects. (getlist: a
+    # Starlette get() raises and catches a KeyError for a name not given; get() is the
+    # first header of a name, and the last parameter.)
+    header, parameter = headers.getlist("last-event-id"), query.getlist("lastEventId")
+    raw_id = (header[0] if header else None) or (parameter[-1] if parameter else None)
     try:
         position = parse_event_id(raw_id) if raw_id else None
     except ContractError as exc:
