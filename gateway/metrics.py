@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from bisect import bisect_left
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -51,9 +55,8 @@ class Metrics:
             "live events a conflated stream never sent: a later tick of the symbol replaced them",
             registry=r,
         )
-        self.events_sent = Counter(
-            "gateway_events_sent", "price events written to clients", registry=r
-        )
+        self.writes = WriteCounts()
+        r.register(self.writes)
         self.consumers_open = Gauge(
             "gateway_consumers_open", "JetStream consumers this process holds", registry=r
         )
@@ -77,12 +80,6 @@ class Metrics:
         )
         self.resets_sent = Counter(
             "gateway_resets_sent", "event: reset sent, by reason", ["reason"], registry=r
-        )
-        self.publish_to_send_seconds = Histogram(
-            "gateway_publish_to_send_seconds",
-            "tick timestamp to the write of its bytes (the oldest event of each write)",
-            buckets=LAG_BUCKETS,
-            registry=r,
         )
         self.live_fallbacks = Counter(
             "gateway_live_fallbacks",
@@ -147,6 +144,46 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+_LAG_BOUNDS = (*(repr(bound) for bound in LAG_BUCKETS), "+Inf")  # as Histogram writes them
+
+
+class WriteCounts:
+    """gateway_events_sent_total and gateway_publish_to_send_seconds, kept as plain numbers:
+    every write to a client adds to them, and prometheus_client's Counter and Histogram
+    take a lock per call (2.3 us against 0.55 us per write, measured). Read when scraped,
+    in the loop that writes them."""
+
+    __slots__ = ("_lag_sum", "_lags", "events")
+
+    def __init__(self) -> None:
+        self.events = 0
+        self._lags = [0] * (len(LAG_BUCKETS) + 1)  # per bucket, the last one +Inf
+        self._lag_sum = 0.0
+
+    def add(self, events: int, published: float | None) -> None:
+        """A write of `events` events, the oldest tick in it stamped `published`."""
+        self.events += events
+        if published is not None:
+            lag = max(0.0, time.time() - published)
+            self._lags[bisect_left(LAG_BUCKETS, lag)] += 1  # le: the bound is inclusive
+            self._lag_sum += lag
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "gateway_events_sent", "price events written to clients", value=self.events
+        )
+        buckets, count = [], 0
+        for bound, n in zip(_LAG_BOUNDS, self._lags, strict=True):
+            count += n
+            buckets.append((bound, float(count)))
+        yield HistogramMetricFamily(
+            "gateway_publish_to_send_seconds",
+            "tick timestamp to the write of its bytes (the oldest event of each write)",
+            buckets=buckets,
+            sum_value=self._lag_sum,
+        )
 
 
 def _asyncio_tasks() -> float:

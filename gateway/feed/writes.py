@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -25,9 +24,7 @@ class Frames:
 
     def count(self, metrics: Metrics) -> None:
         """Account for its write: the events metric and the lag of its oldest tick."""
-        metrics.events_sent.inc(self.events)
-        if self.published is not None:
-            metrics.publish_to_send_seconds.observe(max(0.0, time.time() - self.published))
+        metrics.writes.add(self.events, self.published)
 
 
 # A live client's feed has nothing to write until it is woken (gateway.feed.client).
