@@ -16,8 +16,12 @@ from typing import IO
 import httpx
 import nats
 from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
 
+from contracts.errors import StreamConfigError
 from contracts.nats_options import tls_context
+from contracts.stream import StreamSettings, ensure_stream
 from tests.nats_pki import MOUNT, Pki, write_pki
 from tests.servers import BIN, eventually, free_port
 
@@ -74,6 +78,15 @@ async def _accepts(port: int) -> bool:
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
+    return True
+
+
+async def stream_ensured(js: JetStreamContext, stream: StreamSettings) -> bool:
+    """Whether the cluster has `stream` as it should be: False while it elects a leader."""
+    try:
+        await ensure_stream(js, stream)
+    except (NatsError, TimeoutError, StreamConfigError):
+        return False
     return True
 
 

@@ -25,11 +25,10 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from contracts.errors import StreamConfigError
 from contracts.nats_options import tls_context
-from contracts.stream import StreamSettings, ensure_stream
+from contracts.stream import StreamSettings
 from contracts.symbols import subject_for
-from tests.cluster import NatsCluster, NatsNode, PublisherProcess
+from tests.cluster import NatsCluster, NatsNode, PublisherProcess, stream_ensured
 from tests.processes import GatewayProcess
 from tests.resuming_client import ResumingClient
 from tests.servers import eventually
@@ -95,7 +94,9 @@ async def topology(tmp_path: Path) -> AsyncIterator[Topology]:
         nc = await cluster.connect("deploy-test", "admin", PASSWORDS["admin"])
         try:
             js = nc.jetstream(timeout=5)
-            await eventually(lambda: _ensured(js), within=30, what="PRICES stream with 3 replicas")
+            await eventually(
+                lambda: stream_ensured(js, STREAM), within=30, what="PRICES stream with 3 replicas"
+            )
             await eventually(lambda: stream_current(js), within=30, what="stream replicas current")
             for _ in range(2):
                 gateway = GatewayProcess(
@@ -115,14 +116,6 @@ async def topology(tmp_path: Path) -> AsyncIterator[Topology]:
             await nc.close()
     finally:
         await cluster.stop()
-
-
-async def _ensured(js: JetStreamContext) -> bool:
-    try:
-        await ensure_stream(js, STREAM)
-    except (NatsError, TimeoutError, StreamConfigError):  # a leader is being elected
-        return False
-    return True
 
 
 def symbol_sets() -> list[list[str] | None]:

@@ -24,9 +24,8 @@ from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
-from contracts.errors import StreamConfigError
-from contracts.stream import StreamSettings, ensure_stream
-from tests.cluster import NatsCluster, NatsNode
+from contracts.stream import StreamSettings
+from tests.cluster import NatsCluster, NatsNode, stream_ensured
 from tests.processes import GatewayProcess
 from tests.resuming_client import ResumingClient
 from tests.servers import eventually
@@ -52,14 +51,6 @@ async def cluster(tmp_path: Path) -> AsyncIterator[NatsCluster]:
         yield cluster
     finally:
         await cluster.stop()
-
-
-async def _ensured(js: JetStreamContext) -> bool:
-    try:
-        await ensure_stream(js, STREAM)
-    except (NatsError, TimeoutError, StreamConfigError):  # a leader is being elected
-        return False
-    return True
 
 
 async def _hosts(js: JetStreamContext, gateway_id: str) -> set[str]:
@@ -117,7 +108,9 @@ async def test_deliveries_lost_with_a_dead_node_are_taken_again(cluster: NatsClu
     publisher: NATS | None = None
     try:
         js = admin.jetstream(timeout=5)
-        await eventually(lambda: _ensured(js), within=30, what="PRICES stream with 3 replicas")
+        await eventually(
+            lambda: stream_ensured(js, STREAM), within=30, what="PRICES stream with 3 replicas"
+        )
         placement = await _place(cluster, js)
         survivors = [n for n in cluster.nodes if n is not placement.node]
         publisher = await nats.connect(

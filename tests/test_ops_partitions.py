@@ -17,11 +17,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import nats
 import pytest
 from nats.js import JetStreamContext
 
 from contracts.stream import StreamSettings, ensure_stream
+from tests.cluster import stream_ensured
 from tests.netns import Link, Namespace, Network
 from tests.partitions import (
     END_BOUND,
@@ -185,7 +185,7 @@ async def _stream_leader(urls: str) -> int:
     leader: list[str] = []
 
     async def led() -> bool:
-        if not await _ensured(nc.jetstream()):
+        if not await stream_ensured(nc.jetstream(), StreamSettings(replicas=3)):
             return False
         cluster = (await nc.jetstream().stream_info(StreamSettings().name)).cluster
         leader[:] = [cluster.leader] if cluster and cluster.leader else []
@@ -196,14 +196,6 @@ async def _stream_leader(urls: str) -> int:
     finally:
         await nc.close()
     return int(leader[0].removeprefix("n"))
-
-
-async def _ensured(js: JetStreamContext) -> bool:
-    try:
-        await ensure_stream(js, StreamSettings(replicas=3))
-    except (nats.errors.Error, TimeoutError):
-        return False
-    return True
 
 
 @dataclass(frozen=True)
