@@ -41,7 +41,7 @@ WORKER = "gateway/worker.py"
 PUBLISHER = "publisher/app.py"
 # Libraries whose internals are used: each must have an upper bound, one minor release wide
 # (pre-1.0, a minor release may break anything).
-PINNED = ("uvicorn", "faststream")
+PINNED = ("uvicorn", "faststream", "uvloop")
 
 
 def changed(internal: str, user: str, what: str = "the hand-over") -> str:
