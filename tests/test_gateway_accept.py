@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 import uvloop
 
 from gateway.app import build_app
+from gateway.http.accept import Acceptor
 from gateway.server import GatewayServer, server_config
 from gateway.settings import Settings
 from tests.servers import eventually, free_port
@@ -64,3 +67,42 @@ def test_a_burst_accepts_no_more_than_may_still_send_their_headers() -> None:
     # accepted to close the ten that have only just connected.
     accepted, closed = uvloop.run(queue_then_turn(max_incomplete_requests=10))
     assert (accepted, closed) == (10, 0)
+
+
+@pytest.mark.parametrize("new_loop", [asyncio.new_event_loop, uvloop.new_event_loop])
+def test_accepted_connections_send_at_once_on_either_loop(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """TCP_NODELAY on every accepted connection, as the loops' own servers set it: without
+    it, a response written in two writes (head, then body) waits on the client's delayed
+    ACK. asyncio's loop sets it only for sockets that say IPPROTO_TCP, and a listener made
+    without a protocol says 0 (the in-process security fuzz ran twice as long)."""
+
+    async def nodelay_of_an_accepted_connection() -> int:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        made: asyncio.Future[asyncio.BaseTransport] = asyncio.get_running_loop().create_future()
+
+        class Seen(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                made.set_result(transport)
+
+        acceptor = Acceptor(listener, Seen, lambda _now, most: most)
+        client = socket.create_connection(listener.getsockname(), timeout=5)
+        try:
+            async with asyncio.timeout(5):
+                transport = await made
+            sock = transport.get_extra_info("socket")
+            nodelay = int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+            return nodelay
+        finally:
+            client.close()
+            acceptor.close()
+
+    loop = new_loop()
+    try:
+        assert loop.run_until_complete(nodelay_of_an_accepted_connection()) != 0
+    finally:
+        loop.close()

@@ -54,7 +54,11 @@ class Acceptor:
         # connection. Its accepted sockets answer from their class instead.
         known = {"__slots__": (), "family": sock.family, "type": sock.type}
         accepted = type("AcceptedSocket", (socket.socket,), known)
-        self._wrap = functools.partial(accepted, sock.family, sock.type, sock.proto)
+        # A listener made without a protocol says 0; asyncio's own loop then leaves Nagle's
+        # algorithm on for its connections (uvloop sets TCP_NODELAY whatever it says).
+        tcp = sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM
+        proto = socket.IPPROTO_TCP if tcp else sock.proto
+        self._wrap = functools.partial(accepted, sock.family, sock.type, proto)
         sock.setblocking(False)
         self._loop.add_reader(sock.fileno(), self._accept)
 
