@@ -28,7 +28,7 @@ from gateway.broker.spec import ConsumerSpec, consumer_name
 from gateway.broker.streams import RecentStreamInfo, stream_info
 from gateway.delivery import EXACT, Delivery
 from gateway.errors import NatsUnavailableError, OverloadedError
-from gateway.feed.catch_up import CatchUp
+from gateway.feed.catch_up import CatchUps
 from gateway.feed.client import ClientFeed
 from gateway.feed.conflation import ConflatingOutbox
 from gateway.feed.feeds import LiveFeeds
@@ -74,6 +74,7 @@ class FeedOpener:
         self._subject = lru_cache(SUBJECTS_CACHED)(
             partial(subject_for, prefix=stream.subject_prefix)
         )
+        self._catch_ups_of: tuple[NATS, CatchUps] | None = None  # the connection's
         self._fresh = fresh("")  # fresh(incarnation) of the latest incarnation seen
         # A client's catch-up from memory may hold up to this much in its outbox.
         self._budget = settings.max_pending_bytes // 2
@@ -98,9 +99,11 @@ class FeedOpener:
             started = await self._from_memory(query, wanted, nc, js)
             if started is not None:
                 start, feed, backlog = started
-                catch_up = self._catch_up(client_id, subjects, start, nc, js)
                 outbox = self._outbox(wanted, delivery)
-                return ClientFeed(client_id, start, catch_up, feed, outbox, self._metrics, backlog)
+                catch_ups = self._catch_ups(nc, js)
+                return ClientFeed(
+                    client_id, start, catch_ups, feed, outbox, self._metrics, backlog=backlog
+                )
         return await self._from_jetstream(query, client_id, subjects, nc, js)
 
     async def _from_jetstream(
@@ -120,7 +123,8 @@ class FeedOpener:
         wanted = None if query.symbols is None else subjects
         info = await stream_info(js, nc, self._stream.name)
         start = await resolve_start(js, info, query.position, wanted)
-        catch_up = self._catch_up(client_id, subjects, start, nc, js)
+        catch_ups = self._catch_ups(nc, js)
+        catch_up = catch_ups.new(client_id, subjects, start.incarnation, start.after)
         delivery = query.delivery
         if delivery.conflate and start.sequence is not None:
             # Conflated, the client wants only the latest tick of each symbol after its
@@ -135,7 +139,9 @@ class FeedOpener:
             outbox = self._outbox(wanted, delivery)
         if query.position is not None:
             self._metrics.resumes.labels(FROM_JETSTREAM).inc()
-        return ClientFeed(client_id, start, catch_up, live, outbox, self._metrics)
+        return ClientFeed(
+            client_id, start, catch_ups, live, outbox, self._metrics, catch_up=catch_up
+        )
 
     async def _from_memory(
         self, query: StreamQuery, wanted: tuple[str, ...] | None, nc: NATS, js: JetStreamContext
@@ -179,28 +185,22 @@ class FeedOpener:
             return ConflatingOutbox(wanted, delivery.conflate, self._metrics)
         return Outbox(wanted, self._settings.max_pending_bytes)
 
-    def _catch_up(
-        self,
-        client_id: str,
-        subjects: tuple[str, ...],
-        start: Start,
-        nc: NATS,
-        js: JetStreamContext,
-    ) -> CatchUp:
-        """The client's catch-up, its consumer not made yet: one served from memory makes
-        one only if it falls behind its outbox later."""
-        # A partial, not a closure: it lasts as long as the stream, and a closure's cells
-        # cost ~0.3 KB more per stream.
-        open_consumer = partial(FeedOpener._open_consumer, self, client_id, subjects, nc, js)
-        after = 0 if start.sequence is None else start.sequence - 1
-        return CatchUp(open_consumer, self._framer, f"{start.incarnation}-".encode(), after)
+    def _catch_ups(self, nc: NATS, js: JetStreamContext) -> CatchUps:
+        """What makes the clients' consumers on `nc`: one for all of them, so that a client
+        makes its catch-up only when it needs one (~0.4 KB while it lasts)."""
+        catch_ups = self._catch_ups_of
+        if catch_ups is None or catch_ups[0] is not nc:
+            maker = partial(FeedOpener._open_consumer, self, nc, js)
+            everything = (all_subjects(self._stream.subject_prefix),)
+            catch_ups = self._catch_ups_of = (nc, CatchUps(maker, self._framer, everything))
+        return catch_ups[1]
 
     def _open_consumer(
         self,
-        client_id: str,
-        subjects: tuple[str, ...],
         nc: NATS,
         js: JetStreamContext,
+        client_id: str,
+        subjects: tuple[str, ...],
         policy: DeliverPolicy,
         sequence: int | None,
     ) -> PullConsumer:

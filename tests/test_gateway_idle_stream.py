@@ -8,6 +8,7 @@ generator its frames hold, costs a few hundred bytes for as long as the stream i
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import types
 from typing import Any
@@ -15,12 +16,15 @@ from typing import Any
 import pytest
 from nats.js import JetStreamContext
 
+from gateway.feed.catch_up import CatchUp
 from gateway.feed.splice import WAITING
 from gateway.feed.writes import Frames
 from tests.aftermath import assert_unharmed
 from tests.conftest import StartGateway
+from tests.scrape import scrape
 from tests.servers import eventually
-from tests.ticks import publish
+from tests.sse_client import open_stream
+from tests.ticks import event_id, publish
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -69,5 +73,32 @@ async def test_an_idle_live_stream_waits_in_two_coroutine_frames_and_no_generato
         assert not [o for o in kept if isinstance(o, Frames) and o.body]
     finally:
         writer.close()
+    await eventually(lambda: not gateway.hub.open_streams, within=10, what="stream closed")
+    await assert_unharmed(gateway, js)
+
+
+@pytest.mark.parametrize("start", ["from-memory", "from-jetstream"])
+async def test_a_live_stream_keeps_no_catch_up_of_its_own(
+    start_gateway: StartGateway, js: JetStreamContext, start: str
+) -> None:
+    """Its consumer and what would make one again go once it is live: a fall-back makes
+    them anew (tests/test_gateway_splice.py)."""
+    first = await publish(js, "AAPL")
+    await publish(js, "AAPL")
+    # No resume window: a resume catches up from a consumer of its own, then goes live.
+    gateway = await start_gateway(shared_feed=True, heartbeat=30.0, resume_window=0)
+    headers = {"Last-Event-ID": await event_id(js, first)} if start == "from-jetstream" else {}
+    async with open_stream(gateway.url, {"symbols": "AAPL"}, headers) as stream:
+        await stream.next_event()
+        feeds = gateway.hub._clients
+        await eventually(
+            lambda: [f.state for f in feeds.values()] == [WAITING], within=10, what="waiting"
+        )
+        [feed] = feeds.values()
+        kept = gc.get_referents(feed)
+        assert not [o for o in kept if isinstance(o, CatchUp | functools.partial)]
+        assert feed.consumer_name is None
+    resumed = (await scrape(gateway))["gateway_resumes_total{source=jetstream}"]
+    assert resumed == (start == "from-jetstream")
     await eventually(lambda: not gateway.hub.open_streams, within=10, what="stream closed")
     await assert_unharmed(gateway, js)

@@ -22,7 +22,7 @@ from contracts.symbols import all_subjects, subject_for
 from gateway.broker.consumer import PullConsumer
 from gateway.broker.spec import ConsumerSpec
 from gateway.errors import NatsUnavailableError, StreamEndedError
-from gateway.feed.catch_up import CatchUp
+from gateway.feed.catch_up import CatchUps
 from gateway.feed.client import ClientFeed
 from gateway.feed.framer import TickFramer
 from gateway.feed.live import LiveFeed
@@ -101,7 +101,9 @@ class Rig:
         client_id = f"{next(_client_ids)}"
         name = f"sse-{settings.gateway_id}-{client_id}"
 
-        def open_consumer(policy: DeliverPolicy, sequence: int | None) -> PullConsumer:
+        def open_consumer(
+            client_id: str, subjects: tuple[str, ...], policy: DeliverPolicy, sequence: int | None
+        ) -> PullConsumer:
             spec = ConsumerSpec(
                 stream=consumer_stream,
                 name=name,
@@ -122,10 +124,12 @@ class Rig:
             return consumer
 
         framer = TickFramer(settings.max_message_bytes, self.metrics)
-        after = 0 if start.sequence is None else start.sequence - 1
-        catch_up = CatchUp(open_consumer, framer, f"{start.incarnation}-".encode(), after)
+        catch_ups = CatchUps(open_consumer, framer, (all_subjects(),))
+        catch_up = catch_ups.new(client_id, subjects, start.incarnation, start.after)
         catch_up.prepare(start.deliver_policy, start.sequence)
-        feed = ClientFeed(client_id, start, catch_up, live, outbox, self.metrics)
+        feed = ClientFeed(
+            client_id, start, catch_ups, live, outbox, self.metrics, catch_up=catch_up
+        )
         return Client(feed, outbox, name)
 
 

@@ -5,11 +5,15 @@ consumer delivers with the client's id prefix, and knows when the client has cau
 when the consumer has nothing pending, or has delivered up to where the live feed was
 when the client joined it (everything after is in the client's outbox). Behind a delayed
 feed nothing past that point is due yet: it is cut off, and comes through the feed.
+
+A catch-up lasts only while its client catches up: one live client keeps none, only the
+process's `CatchUps`, which makes it another if it falls behind its outbox.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from nats.js.api import DeliverPolicy
 
@@ -23,6 +27,29 @@ from gateway.feed.splice import FELL_BEHIND
 
 # (deliver policy, start sequence) -> a consumer of the client's subjects, not yet created.
 ConsumerFactory = Callable[[DeliverPolicy, int | None], PullConsumer]
+# (client id, its subjects, deliver policy, start sequence) -> that client's consumer.
+ConsumerMaker = Callable[[str, tuple[str, ...], DeliverPolicy, int | None], PullConsumer]
+
+
+class CatchUps:
+    """Makes clients' catch-ups: one for every client of a NATS connection."""
+
+    __slots__ = ("_everything", "_framer", "_open")
+
+    def __init__(
+        self, open_consumer: ConsumerMaker, framer: TickFramer, everything: tuple[str, ...]
+    ) -> None:
+        self._open = open_consumer
+        self._framer = framer
+        self._everything = everything  # the subjects of a client of every symbol
+
+    def new(
+        self, client_id: str, subjects: tuple[str, ...] | None, incarnation: str, consumed: int
+    ) -> CatchUp:
+        """The catch-up of a client of `subjects` (None: all) on the stream of
+        `incarnation`, its consumer not made yet; `consumed`: its position."""
+        factory = partial(self._open, client_id, self._everything if subjects is None else subjects)
+        return CatchUp(factory, self._framer, f"{incarnation}-".encode(), consumed)
 
 
 class CatchUp:

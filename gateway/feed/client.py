@@ -22,7 +22,7 @@ import logging
 import math
 
 from gateway.errors import NatsUnavailableError, StreamEndedError
-from gateway.feed.catch_up import CatchUp
+from gateway.feed.catch_up import CatchUp, CatchUps
 from gateway.feed.live import LiveFeed
 from gateway.feed.outbox import LiveEvent, Policy, keep
 from gateway.feed.reader import OutboxReader
@@ -39,25 +39,30 @@ class ClientFeed(OutboxReader):
     """`async with ClientFeed(...)`: inside the block the client's outbox is on the live
     feed, and its consumer exists at most; both are released however the block exits."""
 
-    __slots__ = ("_backlog", "_catch_up", "_live", "client_id", "start")
+    __slots__ = ("_backlog", "_catch_up", "_catch_ups", "_live", "client_id", "start")
 
     def __init__(
         self,
         client_id: str,
         start: Start,
-        catch_up: CatchUp,
+        catch_ups: CatchUps,
         live: LiveFeed | None,
         outbox: Policy | None,
         metrics: Metrics,
+        *,
+        catch_up: CatchUp | None = None,
         backlog: Backlog | None = None,
     ) -> None:
-        """`backlog`: the client starts from it, its consumer made only if it falls behind
-        later; `live` None: its consumer serves it for good."""
-        super().__init__(outbox, metrics, catch_up.consumed)
+        """`catch_up`: the consumer it starts from (`live` None: that serves it for good);
+        else `backlog`: the client starts from it. `catch_ups` makes it a consumer if it
+        falls behind later."""
+        super().__init__(outbox, metrics, start.after)
         self._backlog = backlog
         self.client_id = client_id
         self.start = start
+        # Only while it catches up: a live client keeps none (~0.4 KB with its factory).
         self._catch_up = catch_up
+        self._catch_ups = catch_ups
         self._live = live
 
     async def __aenter__(self) -> ClientFeed:
@@ -65,7 +70,8 @@ class ClientFeed(OutboxReader):
             # Before the consumer exists: the outbox must cover everything it will not.
             self._join(self._live, self._outbox)
         try:
-            await self._catch_up.open()
+            if self._catch_up is not None:
+                await self._catch_up.open()
         except BaseException:
             self._leave_live()
             raise
@@ -73,7 +79,9 @@ class ClientFeed(OutboxReader):
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._leave_live()
-        await self._catch_up.close()
+        catch_up, self._catch_up = self._catch_up, None
+        if catch_up is not None:
+            await catch_up.close()
 
     def _join(self, live: LiveFeed, outbox: Policy) -> None:
         backlog, self._backlog = self._backlog, None
@@ -84,9 +92,9 @@ class ClientFeed(OutboxReader):
         live.subscribe(outbox)
         if backlog is not None:  # no consumer: the backlog, then the feed
             keep(outbox, backlog.events)
-        else:
-            self._catch_up.live_from = live.position  # everything after is in the outbox
-            self._catch_up.cut = bool(live.delay)
+        elif (catch_up := self._catch_up) is not None:
+            catch_up.live_from = live.position  # everything after is in the outbox
+            catch_up.cut = bool(live.delay)
 
     def _leave_live(self) -> None:
         if self._timer is not None:
@@ -97,23 +105,25 @@ class ClientFeed(OutboxReader):
 
     @property
     def consumer_name(self) -> str | None:
-        return self._catch_up.consumer_name
+        return None if self._catch_up is None else self._catch_up.consumer_name
 
     def stop(self, reason: str) -> None:
         """End the feed: the pending or next `next_frames` raises StreamEndedError."""
         self._splice.handle(END, reason)
-        self._catch_up.stop(reason)
+        if self._catch_up is not None:
+            self._catch_up.stop(reason)
         self._wake.set()
 
     def repull(self) -> None:
-        self._catch_up.repull()
+        if self._catch_up is not None:
+            self._catch_up.repull()
 
     def opening(self) -> Frames | None:
         """A feed started from memory goes live at once, and its backlog is the first
         write: returned here, to go out with the response head in one write. None for a
         feed with a consumer to read, an ended one, or nothing to send yet: `next_frames`
         does the rest. What `next_frames` would do first, with no await in between."""
-        if self._splice.state is not CATCHING_UP or self._catch_up.consumer is not None:
+        if self._splice.state is not CATCHING_UP or self._catch_up is not None:
             return None
         outbox = self._outbox
         assert outbox is not None  # a feed with no consumer is served by the live feed
@@ -142,7 +152,7 @@ class ClientFeed(OutboxReader):
 
     async def _from_consumer(self, timeout: float) -> Frames | None:
         catch_up, outbox = self._catch_up, self._outbox
-        if catch_up.consumer is None:
+        if catch_up is None or catch_up.consumer is None:
             await self._go_live()  # nothing to catch up on: the backlog is the start
             return None
         pours = outbox is not None and outbox.takes_catch_up
@@ -176,18 +186,24 @@ class ClientFeed(OutboxReader):
         assert outbox is not None
         self._splice.handle(CAUGHT_UP)
         outbox.live = True
-        await self._catch_up.close()  # its job is done; the live feed carries the client
+        catch_up, self._catch_up = self._catch_up, None
+        if catch_up is not None:
+            await catch_up.close()  # its job is done; the live feed carries the client
 
     async def _fall_back(self) -> None:
         """Back to a consumer of its own, from the event after the last one sent."""
-        live, outbox, catch_up = self._live, self._outbox, self._catch_up
+        live, outbox = self._live, self._outbox
         assert live is not None
         assert outbox is not None
         self._splice.handle(OVERFLOWED)
+        after = self._last_sequence
+        catch_up = self._catch_up = self._catch_ups.new(
+            self.client_id, outbox.subjects, self.start.incarnation, after
+        )
         outbox.restart()  # buffering again, before the consumer exists
         self._join(live, outbox)
         try:
-            await catch_up.restart(self._last_sequence)
+            await catch_up.restart(after)
         except NatsUnavailableError as exc:
             self.stop(str(exc))
         if self._splice.state is ENDED:  # also: stopped while the consumer was created

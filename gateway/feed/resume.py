@@ -37,6 +37,11 @@ class Start:
     sequence: int | None = None
     reset: Reset | None = None
 
+    @property
+    def after(self) -> int:
+        """The client's position: the last sequence it had (0: from the latest)."""
+        return 0 if self.sequence is None else self.sequence - 1
+
 
 def fresh(incarnation: str, reset: Reset | None = None) -> Start:
     """Latest stored price of each subject, then live."""
