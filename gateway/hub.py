@@ -28,6 +28,7 @@ from gateway.feed.client import ClientFeed
 from gateway.feed.feeds import LiveFeeds
 from gateway.feed.framer import TickFramer
 from gateway.feed.splice import DRAINING, FEED_LOST
+from gateway.http.limits import HeaderLimit
 from gateway.http.query import StreamQuery
 from gateway.metrics import Metrics
 from gateway.opening import FeedOpener
@@ -46,7 +47,10 @@ class Hub:
         self.stream: StreamSettings = settings.stream_settings()
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
-        self.feeds = LiveFeeds(settings, self.metrics, self.framer)
+        # The main port's connections still sending their headers (gateway.http.limits
+        # keeps them): while many wait, the live feeds' flushes yield to them.
+        self.waiting: dict[HeaderLimit, float] = {}
+        self.feeds = LiveFeeds(settings, self.metrics, self.framer, self.waiting)
         self.opener = FeedOpener(settings, self.metrics, self.framer, self.feeds, self.stream)
         self.draining = asyncio.Event()
         self._forced = asyncio.Event()  # a second signal: end everything now

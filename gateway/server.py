@@ -47,16 +47,23 @@ def server_config(settings: Settings, app: ASGIApp, **overrides: object) -> uvic
         if isinstance(app, GatewayApp)
         else None
     )
-    config.http = header_bounds(settings, base or HttpToolsProtocol)
+    # The live feeds' flushes yield while many of its connections wait (gateway.feed.flushing).
+    waiting = app.hub.waiting if isinstance(app, GatewayApp) else None
+    config.http = header_bounds(settings, base or HttpToolsProtocol, waiting)
     return config
 
 
-def header_bounds(settings: Settings, base: type[HttpToolsProtocol]) -> type[HttpToolsProtocol]:
+def header_bounds(
+    settings: Settings,
+    base: type[HttpToolsProtocol],
+    incomplete: dict[HeaderLimit, float] | None = None,
+) -> type[HttpToolsProtocol]:
     return bounded_http_protocol(
         settings.max_header_bytes,
         base,
         header_timeout=settings.header_timeout,
         max_incomplete=settings.max_incomplete_requests,
+        incomplete=incomplete,
     )
 
 

@@ -68,7 +68,8 @@ class Settings(CommonSettings):
         10.0, "seconds a connection may take to send a request's headers; then it is closed"
     )
     max_incomplete_requests: int = setting(
-        4096,
+        # With the kernel's accept queue (4,096), a storm of --max-connections fits.
+        8192,
         "connections still sending request headers; past it the one waiting longest is closed",
     )
     send_timeout: float = setting(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sized
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -33,10 +33,12 @@ def feed_settings(nats_url: str, **overrides: Any) -> Settings:
 
 @asynccontextmanager
 async def running_live_feed(
-    nc: NATS, js: JetStreamContext, settings: Settings, metrics: Metrics
+    nc: NATS, js: JetStreamContext, settings: Settings, metrics: Metrics, waiting: Sized = ()
 ) -> AsyncIterator[LiveFeed]:
-    """A LiveFeed following the stream inside the block; its task is cancelled on exit."""
-    feed = LiveFeed(nc, js, settings, metrics, TickFramer(settings.max_message_bytes, metrics))
+    """A LiveFeed following the stream inside the block; its task is cancelled on exit.
+    `waiting`: the connections its flushes count as waiting for their answer."""
+    framer = TickFramer(settings.max_message_bytes, metrics)
+    feed = LiveFeed(nc, js, settings, metrics, framer, waiting=waiting)
     async with asyncio.TaskGroup() as tasks:
         running = tasks.create_task(feed.run())
         try:

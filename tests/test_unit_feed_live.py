@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
@@ -14,6 +15,7 @@ from contracts.event_ids import incarnation_of
 from contracts.stream import StreamSettings, ensure_stream
 from contracts.symbols import subject_for
 from gateway.feed import sse
+from gateway.feed.flushing import STORM_WAITING
 from gateway.feed.outbox import Outbox
 from gateway.feed.splice import STREAM_REPLACED
 from gateway.metrics import SKIP_REASONS, Metrics
@@ -170,6 +172,38 @@ async def test_under_a_costly_flush_ticks_within_its_spacing_are_one_on_due_per_
         )
     for reader in readers:
         assert reader.dues == [[lone], [lone, *burst]]  # the reader took nothing meanwhile
+
+
+class CostlierReader(CostlyReader):
+    cost = 0.15
+
+
+@pytest.mark.parametrize("storm", [False, True], ids=["few waiting", "a storm waiting"])
+async def test_while_many_connections_wait_the_flushes_yield_to_them(
+    nats_url: str, nc: NATS, js: JetStreamContext, storm: bool
+) -> None:
+    aapl = outbox("AAPL")
+    reader = CostlierReader(aapl)
+    # A short --coalesce: with few connections waiting, a flush follows the last one's end
+    # at once; with a storm's worth, it waits 1/STORM_SHARE times the last one's cost.
+    waiting = dict.fromkeys(range(STORM_WAITING + 1 if storm else STORM_WAITING), 0.0)
+    settings = feed_settings(nats_url, coalesce=0.02)
+    async with running_live_feed(nc, js, settings, Metrics(), waiting) as feed:
+        feed.subscribe(aapl)
+        lone = await publish(js, "AAPL")
+        await eventually(lambda: bool(reader.dues), within=5, what="a lone tick told at once")
+        burst = []
+        for i in range(4):  # each after the flush its predecessor would start, if any
+            burst.append(await publish(js, "AAPL", f"4.{i}"))
+            await asyncio.sleep(0.03)
+        await eventually(lambda: feed.position == burst[-1], within=5, what="burst fanned out")
+        await eventually(
+            lambda: reader.dues[-1][-1:] == burst[-1:], within=5, what="the burst told"
+        )
+    if storm:  # all four within the spacing after the lone tick's flush
+        assert reader.dues == [[lone], [lone, *burst]]
+    else:
+        assert len(reader.dues) > 2, reader.dues
 
 
 async def test_recreating_the_stream_ends_every_reader_as_stream_replaced(

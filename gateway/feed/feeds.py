@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sized
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -23,10 +24,15 @@ DELAYED_FEED_LINGER = 60.0  # seconds a delayed feed nobody reads keeps followin
 class LiveFeeds:
     """`serve_in(tasks, ...)` keeps the feeds, each a task of `tasks`, until cancelled."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, framer: TickFramer) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, framer: TickFramer, waiting: Sized = ()
+    ) -> None:
+        """`waiting`: the connections waiting for their answer (their flushes yield to
+        them: gateway.feed.flushing)."""
         self._settings = settings
         self._metrics = metrics
         self._framer = framer
+        self._waiting = waiting
         self.live: LiveFeed | None = None
         self._delayed: dict[float, tuple[LiveFeed, asyncio.Task[None]]] = {}
         self._tasks: asyncio.TaskGroup | None = None
@@ -49,7 +55,7 @@ class LiveFeeds:
         return self.live
 
     def _feed(self, nc: NATS, js: JetStreamContext, delay: float) -> LiveFeed:
-        return LiveFeed(nc, js, self._settings, self._metrics, self._framer, delay)
+        return LiveFeed(nc, js, self._settings, self._metrics, self._framer, delay, self._waiting)
 
     @property
     def following(self) -> bool:

@@ -21,6 +21,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Sized
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -62,6 +63,7 @@ class LiveFeed:
         metrics: Metrics,
         framer: TickFramer,
         delay: float = 0.0,
+        waiting: Sized = (),
     ) -> None:
         self.delay = delay
         self._name = f"delayed{delay:g}" if delay else "live"
@@ -79,7 +81,8 @@ class LiveFeed:
         self.incarnation: str | None = None
         self.position = 0  # the last stream sequence fanned out
         self.running = asyncio.Event()
-        self._flusher = Flusher(settings.coalesce)  # when due outboxes' readers are told
+        # When due outboxes' readers are told; `waiting`: connections not yet answered.
+        self._flusher = Flusher(settings.coalesce, waiting)
         self._changed = asyncio.Event()  # replaced at each change; waiters hold the old one
         self._consumer: PullConsumer | None = None
         self._generations = itertools.count(1)

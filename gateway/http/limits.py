@@ -194,11 +194,12 @@ def bounded_http_protocol(
     base: type[HttpToolsProtocol] = HttpToolsProtocol,
     *,
     header_timeout: float = 10.0,
-    max_incomplete: int = 4096,
+    max_incomplete: int = 8192,
+    incomplete: dict[HeaderLimit, float] | None = None,
 ) -> type[HttpToolsProtocol]:
     """`base` (an HttpToolsProtocol) with HeaderLimit's bounds: `max_header_bytes`, headers
     complete within `header_timeout` seconds, at most `max_incomplete` connections
-    sending them at once."""
+    sending them at once, kept in `incomplete` (a new dict if None)."""
     body = json.dumps(
         {
             "type": "/problems/http-431",
@@ -219,7 +220,7 @@ def bounded_http_protocol(
         "refusal": refusal,
         "header_timeout": header_timeout,
         "max_incomplete": max_incomplete,
-        "incomplete": {},
+        "incomplete": {} if incomplete is None else incomplete,
         "sweep": [None],
     }
     return type("BoundedHttpToolsProtocol", bases, namespace)
