@@ -11,13 +11,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.auth.access import allowed_symbols
+from gateway.auth.grants import Grant
 from gateway.auth.tokens import Authenticator
 from gateway.broker.symbols import StoredSymbols
 from gateway.errors import GatewayError
 from gateway.http.connection import SseConnection
 from gateway.http.encoding import negotiate
 from gateway.http.problems import ErrorAnswers
-from gateway.http.query import parse_query, refuse_token_parameters
+from gateway.http.query import StreamQuery, parse_query, refuse_token_parameters
 from gateway.http.security import CorsPolicy, security_headers
 from gateway.http.sink import AsgiSink, Headers, Sink
 from gateway.hub import Hub
@@ -45,9 +46,9 @@ class StocksEndpoint:
         self._security = security_headers(hub.settings)
         self._cors = CorsPolicy(hub.settings)
 
-    async def _stream_for(self, request: Request, headers: Headers = ()) -> PriceStream:
-        """The stream of a /stocks request; `headers` go on its answers (the security and
-        CORS headers, which the middleware adds on the Starlette route)."""
+    def _checked(self, request: Request) -> tuple[StreamQuery, Grant | None]:
+        """The query of a /stocks request, and the grant of its token (with
+        authentication on). No await: without authentication, all the checks there are."""
         # Which site first, then a token in the URL (refused whatever it is worth); then
         # who, then what: an unauthenticated caller learns nothing about the query.
         self._cors.check_origin(header(request, "origin"), header(request, "host"))
@@ -56,10 +57,21 @@ class StocksEndpoint:
         if self._authenticator is not None:
             grant = self._authenticator.authenticate(request.headers)
         query = parse_query(request.query_params, request.headers, self._settings.max_symbols)
+        return query, grant
+
+    async def _stream_for(self, request: Request, headers: Headers = ()) -> PriceStream:
+        """The stream of a /stocks request; `headers` go on its answers (the security and
+        CORS headers, which the middleware adds on the Starlette route)."""
+        query, grant = self._checked(request)
         if grant is not None:
             symbols = await allowed_symbols(query.symbols, grant, self._stored)
             delivery = query.delivery.at_least(grant.floor)
             query = dataclasses.replace(query, symbols=symbols, delivery=delivery)
+        return self._stream(request, query, grant, headers)
+
+    def _stream(
+        self, request: Request, query: StreamQuery, grant: Grant | None, headers: Headers
+    ) -> PriceStream:
         address = request.client.host if request.client else "unknown"
         accepted = ",".join(request.headers.getlist("accept-encoding"))
         coding = negotiate(accepted, enabled=self._settings.compression)
@@ -76,20 +88,15 @@ class StocksEndpoint:
         errors the same problem documents, and each write of the endless stream goes
         straight to the connection (or the server) instead of through one send wrapper
         per middleware."""
-        headers = [*self._security, *self._cors.for_origin(header(request, "origin"))]
+        headers = self._headers(request)
         try:
             stream = await self._stream_for(request, headers)
-        except GatewayError as exc:
-            response = await self._errors.gateway_error(request, exc)
         except Exception as exc:
-            response = await self._errors.unexpected(request, exc)
-        else:
-            # This frame lasts as long as the stream; the parsed request is no longer needed.
-            del request, headers  # the stream has its own reference to the headers
-            await stream.run(sink)
+            await self._refuse(request, exc, headers, sink)
             return
-        response.raw_headers.extend(headers)
-        await sink.answer(response)
+        # This frame lasts as long as the stream; the parsed request is no longer needed.
+        del request, headers  # the stream has its own reference to the headers
+        await stream.run(sink)
 
     def serve_connection(
         self, connection: SseConnection, scope: dict[str, Any]
@@ -97,7 +104,32 @@ class StocksEndpoint:
         """A GET /stocks handed over by the connection's protocol (gateway.http.handover);
         no frame keeps the scope once the stream is open."""
         scope["app"] = self.app
-        return self._serve(Request(scope), connection)
+        request = Request(scope)
+        if self._authenticator is not None:
+            return self._serve(request, connection)  # the token's symbols may take an await
+        # No await to check it: checked here, and the task runs the stream itself, with no
+        # frame of the endpoint's under it for the life of the stream (~0.3 KB).
+        headers = self._headers(request)
+        try:
+            query, _ = self._checked(request)
+            stream = self._stream(request, query, None, headers)
+        except Exception as exc:
+            return self._refuse(request, exc, headers, connection)
+        return stream.run(connection)
+
+    def _headers(self, request: Request) -> Headers:
+        """The security and CORS headers of every answer of a GET taken from uvicorn's way
+        (the middleware adds them on the Starlette route)."""
+        return [*self._security, *self._cors.for_origin(header(request, "origin"))]
+
+    async def _refuse(self, request: Request, exc: Exception, headers: Headers, sink: Sink) -> None:
+        """A problem document instead of the stream."""
+        if isinstance(exc, GatewayError):
+            response = await self._errors.gateway_error(request, exc)
+        else:
+            response = await self._errors.unexpected(request, exc)
+        response.raw_headers.extend(headers)
+        await sink.answer(response)
 
     async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A GET /stocks that took the ASGI way (pipelined behind another request)."""

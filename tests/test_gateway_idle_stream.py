@@ -39,7 +39,7 @@ def stack(task: asyncio.Task[Any]) -> tuple[list[types.CoroutineType[Any, Any, A
     return coroutines, step
 
 
-async def test_an_idle_live_stream_waits_in_two_coroutine_frames_and_no_generator(
+async def test_an_idle_live_stream_waits_in_one_coroutine_frame_and_no_generator(
     start_gateway: StartGateway, js: JetStreamContext
 ) -> None:
     await publish(js, "AAPL")
@@ -55,11 +55,12 @@ async def test_an_idle_live_stream_waits_in_two_coroutine_frames_and_no_generato
         [(coroutines, innermost)] = [
             (coroutines, innermost)
             for coroutines, innermost in map(stack, asyncio.all_tasks())
-            if coroutines and coroutines[0].__qualname__ == "StocksEndpoint._serve"
+            if coroutines and coroutines[0].__qualname__ == "PriceStream.run"
         ]
-        # The endpoint's frame (the request's checks), the stream's, and the wake-up future
-        # (`await future`): the feed's own methods have returned while it waits.
-        assert [c.__qualname__ for c in coroutines] == ["StocksEndpoint._serve", "PriceStream.run"]
+        # The stream's frame (the request's checks took no await: the endpoint returned
+        # before the task began), and the wake-up future (`await future`): the feed's
+        # own methods have returned while it waits.
+        assert [c.__qualname__ for c in coroutines] == ["PriceStream.run"]
         assert type(innermost).__name__ == "FutureIter"
         # What their frames refer to: locals, and the values on their stacks (the context
         # managers of their `async with` blocks among them).

@@ -71,5 +71,6 @@ class ErrorAnswers:
 
     async def unexpected(self, request: Request, exc: Exception) -> Response:
         self._metrics.errors.labels(INTERNAL).inc()
-        logger.exception("unhandled error", extra={"path": request.url.path})
+        # exc_info from `exc`: a stream's checks may answer after their `except` has ended.
+        logger.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
         return internal_problem()
