@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import tracemalloc
 
 import pytest
 from nats.aio.client import Client as NATS
@@ -16,6 +17,8 @@ from contracts.stream import StreamSettings, ensure_stream
 from contracts.symbols import subject_for
 from gateway.feed import sse
 from gateway.feed.flushing import STORM_WAITING
+from gateway.feed.framer import TickFramer
+from gateway.feed.live import LiveFeed
 from gateway.feed.outbox import Outbox
 from gateway.feed.splice import STREAM_REPLACED
 from gateway.metrics import SKIP_REASONS, Metrics
@@ -120,6 +123,30 @@ async def test_without_coalescing_readers_are_told_as_the_events_are_offered(
                 assert reader.dues == [stored[: j + 1] for j in range(i + 1)]
             assert not aapl.due
             assert not everything.due
+
+
+async def test_a_subjects_outboxes_take_under_50_bytes_each_in_the_feed(
+    nats_url: str, nc: NATS, js: JetStreamContext
+) -> None:
+    """W2 at 19,000 idle clients on 5 of 50 symbols: 1,900 outboxes per subject. The
+    feed's table of them counts per client for as long as it is open (docs/benchmark.md,
+    idle memory); a set of them took 69 B each."""
+    settings = feed_settings(nats_url)
+    feed = LiveFeed(nc, js, settings, Metrics(), TickFramer(settings.max_message_bytes, Metrics()))
+    boxes = [outbox("AAPL") for _ in range(1900)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for box in boxes:
+            feed.subscribe(box)
+        per_outbox = (tracemalloc.get_traced_memory()[0] - before) / len(boxes)
+    finally:
+        tracemalloc.stop()
+    assert per_outbox < 50
+    for box in boxes:
+        feed.unsubscribe(box)
+    feed.idle_since(1.0)
+    assert feed.idle_since(3.0) == 2.0  # none subscribed since
 
 
 class CostlyReader(RecordingReader):
