@@ -78,6 +78,48 @@ async def test_an_idle_live_stream_waits_in_one_coroutine_frame_and_no_generator
     await assert_unharmed(gateway, js)
 
 
+async def test_what_idle_streams_have_alike_is_one_object_for_all_of_them(
+    start_gateway: StartGateway, js: JetStreamContext
+) -> None:
+    """The task's name and its done callback's context, the delivery asked for (every
+    tick), the function the transport hands the client's bytes to: per stream, each
+    would be an object of its own for as long as the stream is open."""
+    await publish(js, "AAPL")
+    gateway = await start_gateway(shared_feed=True, heartbeat=30.0)
+    writers = []
+    try:
+        for symbols in ("AAPL", "AAPL,MSFT"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", gateway.settings.port)
+            writers.append(writer)
+            writer.write(b"GET /stocks?symbols=%s HTTP/1.1\r\nHost: g\r\n\r\n" % symbols.encode())
+            await asyncio.wait_for(reader.readuntil(b"id: "), 10)
+        feeds = gateway.hub._clients
+        await eventually(
+            lambda: [f.state for f in feeds.values()] == [WAITING] * 2, within=10, what="waiting"
+        )
+        runs = {t: stack(t)[0][0] for t in asyncio.all_tasks() if stack(t)[0]}
+        first, second = [t for t, run in runs.items() if run.__qualname__ == "PriceStream.run"]
+        assert first.get_name() is second.get_name()  # not a number each, made into "Task-N"
+        # Each has one done callback, run in the same (empty) context: not a copy each.
+        [(_, first_context)], [(_, second_context)] = first._callbacks, second._callbacks
+        assert first_context is second_context
+        streams = [_locals(runs[first]), _locals(runs[second])]
+        assert streams[0]["self"].query.delivery is streams[1]["self"].query.delivery
+        connection = streams[0]["sink"]
+        assert connection.data_received is connection.data_received  # no bound method each
+    finally:
+        for writer in writers:
+            writer.close()
+    await eventually(lambda: not gateway.hub.open_streams, within=10, what="streams closed")
+    await assert_unharmed(gateway, js)
+
+
+def _locals(coroutine: types.CoroutineType[Any, Any, Any]) -> dict[str, Any]:
+    frame = coroutine.cr_frame
+    assert frame is not None  # suspended, not done
+    return frame.f_locals
+
+
 @pytest.mark.parametrize("start", ["from-memory", "from-jetstream"])
 async def test_a_live_stream_keeps_no_catch_up_of_its_own(
     start_gateway: StartGateway, js: JetStreamContext, start: str

@@ -60,7 +60,10 @@ class SseConnection(asyncio.Protocol):
 
     # asyncio.Protocol
 
-    def data_received(self, data: bytes) -> None:
+    # A function, not a method: the transport keeps `protocol.data_received` (uvloop
+    # does) while the connection lasts, and a method's is a bound method each (64 B).
+    @staticmethod
+    def data_received(data: bytes) -> None:
         pass
 
     def eof_received(self) -> bool | None:

@@ -69,4 +69,5 @@ def _delivery(query: QueryParams) -> Delivery:
             seconds.append(whole(name, values[0], scale) if values else 0.0)
         except ValueError as exc:
             raise BadRequestError(str(exc)) from None
-    return Delivery(*seconds)
+    # Most streams ask for every tick: one Delivery for them all (kept while they last).
+    return Delivery(*seconds) if any(seconds) else EXACT
