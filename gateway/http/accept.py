@@ -6,7 +6,7 @@ the kernel's accept queue stayed full (W5: 100-250 accepts/s, the queue at its 4
 the handshakes the kernel completed but could not queue were dropped, clients' requests
 were sent again after growing delays, and after ~3 s the kernel reset them (the clients'
 "closed before answering"). So the gateway accepts on its listening sockets itself: up to
-BURST connections each time the socket is readable, and no more than may still be sending
+BURST connections for each BURST_PERIOD since it last did, and no more than may still be sending
 their headers (gateway.http.limits: past that bound, a newcomer takes the place of a
 connection that has sent nothing complete for a second, never of one that has only just
 connected; the others wait in the kernel's queue).
@@ -24,7 +24,12 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-BURST = 128  # connections accepted per readiness at most: a turn stays short
+# Connections accepted per readiness at most: BURST for each BURST_PERIOD since the last
+# look, so a turn stays short while the loop turns quickly, and a storm is still taken in
+# when it does not (a turn that reads thousands of requests takes tens of milliseconds,
+# and the kernel drops the handshakes its accept queue has no room for).
+BURST = 128
+BURST_PERIOD = 0.01
 ROOM_RETRY = 0.05  # seconds before looking again for room to accept in
 # Out of file descriptors (or kernel memory): accepting again at once would only spin.
 RETRY_AFTER_FULL = 1.0
@@ -47,6 +52,7 @@ class Acceptor:
         self._room = room
         self._loop = asyncio.get_running_loop()
         self._adopting = 0  # accepted, their protocol's connection_made still to come
+        self._looked_at = self._loop.time()  # the last time the socket was accepted on
         self._retry: asyncio.TimerHandle | None = None
         # A connection's family and type are its listening socket's. socket.socket asks
         # the kernel for them and makes an enum of the answer each time they are read
@@ -74,7 +80,10 @@ class Acceptor:
         """As asyncio.Server's: uvicorn awaits it after close()."""
 
     def _accept(self) -> None:
-        room = self._room(self._loop.time(), BURST + self._adopting) - self._adopting
+        now = self._loop.time()
+        burst = BURST * max(1, int((now - self._looked_at) / BURST_PERIOD))
+        self._looked_at = now
+        room = self._room(now, burst + self._adopting) - self._adopting
         if room <= 0:  # they wait in the kernel's queue a moment
             self._wait(ROOM_RETRY)
             return
