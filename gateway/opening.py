@@ -47,6 +47,9 @@ AHEAD_WAIT = 1.0
 # Seconds the stream's info is shared between starts: a purge that close to a resume is a
 # race either way, and a storm costs ten JetStream calls a second.
 STREAM_INFO_MAX_AGE = 0.1
+# While the next is asked for, the last is used up to this old: in a storm the answer
+# waits its turn behind a busy loop, and every start would wait with it.
+STREAM_INFO_MAX_STALE = 1.0
 SUBJECTS_CACHED = 4096  # symbols whose subject is kept (~0.2 KB each)
 
 
@@ -67,7 +70,9 @@ class FeedOpener:
         self._feeds = feeds
         self._stream = stream
         self._pace = CreationPace(settings.catch_up_rate)
-        self._stream_info = RecentStreamInfo(stream.name, STREAM_INFO_MAX_AGE)
+        self._stream_info = RecentStreamInfo(
+            stream.name, STREAM_INFO_MAX_AGE, STREAM_INFO_MAX_STALE
+        )
         self._client_numbers = itertools.count(1)
         # Per symbol, its subject: made once, not per stream (a storm asks for the same
         # symbols over and over); bounded, as the symbols clients may name are not.

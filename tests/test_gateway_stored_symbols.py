@@ -74,6 +74,23 @@ async def test_recent_stream_info_answers_a_crowd_with_one_call(
     assert {info.state.last_seq for info in infos} == {1}
 
 
+@pytest.mark.parametrize("max_stale", [0.0, 60.0])
+async def test_recent_stream_info_answers_from_the_last_while_asking_within_max_stale(
+    nc: NATS, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch, max_stale: float
+) -> None:
+    await publish(js, "AAPL")
+    asked = count_stream_info_calls(js, monkeypatch)
+    recent = RecentStreamInfo("PRICES", max_age=1e-9, max_stale=max_stale)
+    assert (await recent.get(js, nc)).state.last_seq == 1
+    await publish(js, "AAPL")
+    # The first caller asks again; the others come while its call is in flight.
+    infos = await asyncio.gather(*(recent.get(js, nc) for _ in range(20)))
+    assert asked == ["PRICES", "PRICES"]
+    seen = [info.state.last_seq for info in infos]
+    # Within max_stale they take the last answer at once; past it they wait for the call.
+    assert seen == ([2] + [1] * 19 if max_stale else [2] * 20)
+
+
 async def test_recent_stream_info_gives_its_error_to_every_waiter(
     nc: NATS, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:

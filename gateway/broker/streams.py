@@ -73,11 +73,15 @@ class RecentStreamInfo:
     stale while a call is in flight wait for that call, are woken together and take its
     answer, however long it took. (Behind a lock they went through one per turn of the
     event loop, and an answer slower than `max_age` sent each of them to JetStream again:
-    in a reconnect storm, thousands of streams waited seconds for their turn.)"""
+    in a reconnect storm, thousands of streams waited seconds for their turn.) While a
+    call is in flight, callers take the answer before it up to `max_stale` seconds old:
+    in a storm the call's answer waits its turn behind the whole loop, and every stream
+    opened meanwhile waited with it."""
 
-    def __init__(self, name: str, max_age: float) -> None:
+    def __init__(self, name: str, max_age: float, max_stale: float = 0.0) -> None:
         self._name = name
         self._max_age = max_age
+        self._max_stale = max(max_stale, max_age)
         self._info: StreamInfo | None = None
         self._at = -math.inf  # loop time the info was asked for
         self._asking: _Call | None = None
@@ -87,9 +91,11 @@ class RecentStreamInfo:
         caller that waited for it)."""
         loop = asyncio.get_running_loop()
         while True:
-            if self._info is not None and loop.time() - self._at < self._max_age:
-                return self._info
             call = self._asking
+            if self._info is not None:
+                age = loop.time() - self._at
+                if age < (self._max_age if call is None else self._max_stale):
+                    return self._info
             if call is None:
                 return await self._ask(js, nc, loop)
             await call.done.wait()
