@@ -99,7 +99,7 @@ async def test_what_idle_streams_have_alike_is_one_object_for_all_of_them(
         )
         runs = {t: stack(t)[0][0] for t in asyncio.all_tasks() if stack(t)[0]}
         first, second = [t for t, run in runs.items() if run.__qualname__ == "PriceStream.run"]
-        assert first.get_name() is second.get_name()  # not a number each, made into "Task-N"
+        assert first.get_name() is second.get_name()  # not a "Task-<n>" string each
         # Each has one done callback, run in the same (empty) context: not a copy each.
         [(_, first_context)], [(_, second_context)] = first._callbacks, second._callbacks
         assert first_context is second_context

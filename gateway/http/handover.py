@@ -78,7 +78,7 @@ class StreamHandover(HttpToolsProtocol):
         self.connections.discard(self)
         self.transport.set_protocol(connection)
         # Neither this protocol nor its scope is referred to by the task: both go now.
-        # Named: a task unnamed keeps a number for its name (32 B while it lasts).
+        # Named: an unnamed task keeps a name of its own, "Task-<n>" (58 B while it lasts).
         task = self.loop.create_task(self.handover.serve(connection, scope), name=TASK_NAME)
         # One done callback (it also drops the task from self.tasks): a task keeps a
         # second one, and its context, in a list of their own. An empty context, shared:
