@@ -6,10 +6,10 @@ the kernel's accept queue stayed full (W5: 100-250 accepts/s, the queue at its 4
 the handshakes the kernel completed but could not queue were dropped, clients' requests
 were sent again after growing delays, and after ~3 s the kernel reset them (the clients'
 "closed before answering"). So the gateway accepts on its listening sockets itself: up to
-BURST connections for each BURST_PERIOD since it last did, and no more than may still be sending
-their headers (gateway.http.limits: past that bound, a newcomer takes the place of a
-connection that has sent nothing complete for a second, never of one that has only just
-connected; the others wait in the kernel's queue).
+BURST connections for each BURST_PERIOD since it last did, and no more than may still be
+sending their headers (gateway.http.limits: past that bound, a newcomer takes the place
+of a connection that has sent nothing complete for a second, never of one that has only
+just connected; the others wait in the kernel's queue).
 """
 
 from __future__ import annotations
