@@ -34,10 +34,11 @@ from bench.processes import (
     wait_until_accepting,
     wait_until_ready,
 )
-from bench.workers import free_ports, process_tree
+from bench.workers import free_ports, process_tree, wait_exited
 
 GC_PROBE = ROOT / "bench" / "gcprobe"
 GC_PAUSE = "bench-gc-pause"
+EXIT_TIMEOUT = 10.0  # seconds a killed worker has to be gone before the loaders stop
 
 
 class Stack:
@@ -240,6 +241,13 @@ class Stack:
         for pid in below:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        # The server's sockets closed before the loaders close theirs: a loader closing
+        # first keeps each of its ports in TIME_WAIT for 60 s, and its next binds skip
+        # them. Those of a worker still exiting are that worker's share, and a source
+        # port goes to the same worker whatever the server's port (SO_REUSEPORT's hash
+        # here), so the next workload's connections from that loader went 2:1 to one
+        # worker (W2 at 38,000 over two: 503 at_capacity at its 19,500).
+        await wait_exited(below, EXIT_TIMEOUT)
         for process in [*self.loaders, self.publisher]:
             await process.stop(signal.SIGKILL)
         await self.nats.stop(signal.SIGTERM)

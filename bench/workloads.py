@@ -13,6 +13,7 @@ from bench.config import BenchConfig
 from bench.environment import Environment, client_spec
 from bench.processes import BenchError
 from bench.stats import Histogram, percentile
+from bench.workers import per_port_metric
 
 MS = 1000.0
 IDLE_WINDOW = 5.0  # seconds over which W2 measures CPU with every connection idle
@@ -189,6 +190,10 @@ async def w2_idle(env: Environment, config: BenchConfig) -> dict[str, Any]:
             f" nats {idle_cpu['nats']}%",
             flush=True,
         )
+        if len(ports := env.metrics_ports()) > 1:  # --workers: how the kernel spread them
+            by_worker = await per_port_metric(ports, "gateway_open_streams")
+            levels[-1]["open_streams_by_worker"] = by_worker
+            print(f"    streams by worker: {by_worker}", flush=True)
         if open_now < target:
             break
     tally, _ = await env.settle(config.settle_timeout)

@@ -43,6 +43,10 @@ async def test_the_gateway_runs_two_workers_and_the_harness_counts_both() -> Non
     # Its workers are killed with it, at once (left to drain, they would load the next
     # workload).
     await eventually(lambda: all(map(_gone, pids)), within=2, what="every worker gone")
+    # ... and gone before the loaders closed: no loader port is left in TIME_WAIT, where
+    # the next workload's loaders could not bind it (those of one worker: the next
+    # workload's connections from that address then went mostly to the other worker).
+    assert _loader_ports_in_time_wait(env.port) == []
 
 
 def _gone(pid: int) -> bool:
@@ -52,6 +56,17 @@ def _gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return stat[stat.rindex(b")") + 2 :].startswith(b"Z")
+
+
+def _loader_ports_in_time_wait(port: int) -> list[str]:
+    """Local addresses of this host's TCP sockets in TIME_WAIT towards 127.0.0.1:`port`
+    from another address (the loaders'; the server's own are on 127.0.0.1:`port`)."""
+    held = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, state = line.split()[1:4]
+        if state == "06" and remote == f"0100007F:{port:04X}" and local[:8] != "0100007F":
+            held.append(local)
+    return held
 
 
 def test_pinning_leaves_a_cpu_for_the_rest_or_pins_nothing() -> None:
