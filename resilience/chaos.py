@@ -27,7 +27,7 @@ import nats
 from resilience.crowd import Crowd, Mix
 from resilience.history import judge, read_stored
 from resilience.namespaces import Namespaced
-from resilience.rig import STREAM, SUBJECTS, symbols
+from resilience.rig import SIGTERM_STATUS, STREAM, SUBJECTS, cancel_on_sigterm, symbols
 from resilience.schedule import PARTITION, Fault, Shape, plan
 from resilience.topology import REPLICAS, Loopback, Topology
 
@@ -193,6 +193,7 @@ async def _quiet(error: Exception) -> None:
 
 
 async def main(argv: list[str] | None = None) -> int:
+    cancel_on_sigterm()
     args = parse(argv)
     with tempfile.TemporaryDirectory(prefix="chaos-") as scratch:
         directory = args.keep or Path(scratch)  # logs and stores, kept with --keep
@@ -209,4 +210,7 @@ async def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    try:
+        sys.exit(asyncio.run(main()))
+    except asyncio.CancelledError:  # by SIGTERM, every process of the run stopped
+        sys.exit(SIGTERM_STATUS)

@@ -35,6 +35,19 @@ STREAM = StreamSettings().name
 SUBJECTS = f"{StreamSettings().subject_prefix}.>"
 
 
+# A run stopped by SIGTERM exits with its conventional status, once its processes are stopped.
+SIGTERM_STATUS = 128 + signal.SIGTERM
+
+
+def cancel_on_sigterm() -> None:
+    """SIGTERM ends the run as Ctrl-C does: the running task is cancelled, and the
+    processes it started are stopped on the way out (SIGTERM's default action ends the
+    interpreter at once and leaves them running)."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+
 def symbols(count: int) -> list[str]:
     """The run's symbols: S00, S01, ..."""
     return [f"S{i:02d}" for i in range(count)]

@@ -30,11 +30,13 @@ from resilience.crowd import Crowd, Mix
 from resilience.history import judge as judge_histories
 from resilience.history import read_stored
 from resilience.rig import (
+    SIGTERM_STATUS,
     STREAM,
     SUBJECTS,
     Gateway,
     Nats,
     Publisher,
+    cancel_on_sigterm,
     counters,
     sample,
     symbols,
@@ -195,6 +197,7 @@ def _trend(trend: Trend) -> dict[str, Any]:
 
 
 async def main(argv: list[str] | None = None) -> int:
+    cancel_on_sigterm()
     args = parse(argv)
     with tempfile.TemporaryDirectory(prefix="soak-") as directory:
         report = await Soak(args, Path(directory)).run()
@@ -205,4 +208,7 @@ async def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    try:
+        sys.exit(asyncio.run(main()))
+    except asyncio.CancelledError:  # by SIGTERM, every process of the run stopped
+        sys.exit(SIGTERM_STATUS)

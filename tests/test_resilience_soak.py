@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
+from bench.workers import process_tree, wait_exited
 from gateway.metrics import Metrics
+from resilience.rig import SIGTERM_STATUS
 from resilience.soak import Soak, parse
+from tests.servers import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 LEAKY = Path(__file__).resolve().parent / "leaky"
@@ -68,6 +72,32 @@ async def test_a_short_soak_passes_with_exact_histories(tmp_path: Path) -> None:
     assert all(set(sample) >= SERIES | {"t"} for sample in report["samples"])
     assert len(report["samples"]) >= 10
     assert min(sample["asyncio_tasks"] for sample in report["samples"]) > 20
+
+
+async def test_sigterm_stops_the_run_and_every_process_it_started() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "resilience.soak",
+        *LEAK_RUN,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        # nats-server, the gateway and the publishers
+        await eventually(
+            lambda: len(process_tree(process.pid)) >= 4, within=30, what="the run's processes"
+        )
+        started = process_tree(process.pid)[1:]
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await process.wait() == SIGTERM_STATUS
+        assert await wait_exited(started, timeout=10), "processes of the run left running"
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 async def test_a_leak_injected_into_the_gateway_is_reported(tmp_path: Path) -> None:
