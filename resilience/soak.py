@@ -91,8 +91,8 @@ class Soak:
         self.gateway_env: dict[str, str] = {}  # e.g. PYTHONPATH, to inject a leak in a test
 
     async def run(self) -> dict[str, Any]:
-        await self.nats.start()
-        try:
+        try:  # stopped on every way out, even while still starting
+            await self.nats.start()
             await self.gateway.start(env=self.gateway_env)
             for publisher in self.publishers:
                 await publisher.start()

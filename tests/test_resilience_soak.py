@@ -5,6 +5,7 @@ deliberate leak of descriptors and memory injected into the gateway process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -93,11 +94,20 @@ async def test_sigterm_stops_the_run_and_every_process_it_started() -> None:
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             assert await process.wait() == SIGTERM_STATUS
-        assert await wait_exited(started, timeout=10), "processes of the run left running"
+        left = [] if await wait_exited(started, timeout=10) else started
+        assert not left, f"processes of the run left running: {_command_lines(left)}"
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def _command_lines(pids: list[int]) -> list[str]:
+    lines = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            lines.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return lines
 
 
 async def test_a_leak_injected_into_the_gateway_is_reported(tmp_path: Path) -> None:
