@@ -82,8 +82,8 @@ async def test_sigterm_stops_the_run_and_every_process_it_started() -> None:
         "resilience.soak",
         *LEAK_RUN,
         cwd=ROOT,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     try:
         # nats-server, the gateway and the publishers
@@ -93,7 +93,8 @@ async def test_sigterm_stops_the_run_and_every_process_it_started() -> None:
         started = process_tree(process.pid)[1:]
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
-            assert await process.wait() == SIGTERM_STATUS
+            output, _ = await process.communicate()
+        assert process.returncode == SIGTERM_STATUS, output.decode(errors="replace")
         left = [] if await wait_exited(started, timeout=10) else started
         assert not left, f"processes of the run left running: {_command_lines(left)}"
     finally:
