@@ -58,7 +58,7 @@ class ResponseDecoder:
         self.body_bytes += len(body)
         if self._inflate is not None:  # each write of the gateway's decodes whole
             body = self._inflate.decompress(body)
-        if not self._sse and body[-2:] == b"\n\n":  # the usual case: whole events
+        if not self._sse and body.endswith(b"\n\n"):  # the usual case: whole events
             return body[:-2].split(b"\n\n")
         text = self._sse + body if self._sse else body
         cut = text.rfind(b"\n\n")
@@ -91,7 +91,15 @@ class ResponseDecoder:
 
     def _dechunk(self, data: bytes) -> bytes:
         if not self._buf and not self._remaining and not self._skip:
-            # Fast path: the read holds whole chunks (a write of the server's is one chunk).
+            # Fastest path: the read is one whole chunk (one write of the server's).
+            line_end = data.find(b"\r\n")
+            try:
+                length = int(data[:line_end], 16) if 0 < line_end < 9 else 0
+            except ValueError:  # an extension, or not a size: the paths below judge it
+                length = 0
+            if length > 0 and line_end + length + 4 == len(data):
+                return data[line_end + 2 : -2]
+            # Fast path: the read holds whole chunks.
             pos = 0
             parts: list[bytes] = []
             size = len(data)

@@ -18,7 +18,7 @@ from bench.checking import ConflatedCheck, DeliveryCheck, PublishedLog, Tally
 from bench.headlines import headlines
 from bench.report import delivery_table
 from bench.slow_reader import rss_figures
-from bench.wire import ResponseDecoder, event_key
+from bench.wire import ProtocolError, ResponseDecoder, event_key
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [
@@ -149,21 +149,30 @@ def test_decoder_finds_the_same_events_however_the_bytes_are_cut() -> None:
     events = [b"id: x-%d\nevent: stockUpdate\ndata: {}" % n for n in range(1, 6)]
     body = b"retry: 2000\n\n" + b"\n\n".join(events[:2]) + b"\n\n"
     body2 = b"\n\n".join(events[2:]) + b"\n\n: heartbeat\n\n"
-    wire = (
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-        b"transfer-encoding: chunked\r\n\r\n"
-        + b"%x\r\n%s\r\n" % (len(body), body)
-        + b"%x;ext=1\r\n%s\r\n" % (len(body2), body2)
-        + b"0\r\n\r\n"
-    )
-    for step in (1, 2, 7, len(wire)):
+    reads = [  # one read per write of the server's: the head, each chunk, the last chunk
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+        b"%x\r\n%s\r\n" % (len(body), body),
+        b"%x;ext=1\r\n%s\r\n" % (len(body2), body2),
+        b"0\r\n\r\n",
+    ]
+    wire = b"".join(reads)
+    cuts = [[wire[i : i + step] for i in range(0, len(wire), step)] for step in (1, 2, 7)]
+    for cut in [*cuts, [wire], reads]:
         decoder = ResponseDecoder()
-        blocks = [b for i in range(0, len(wire), step) for b in decoder.feed(wire[i : i + step])]
+        blocks = [b for data in cut for b in decoder.feed(data)]
         assert decoder.status == 200
         assert decoder.ended
         assert [event_key(b) for b in blocks if b.startswith(b"id: ")] == [1, 2, 3, 4, 5]
         assert blocks[0] == b"retry: 2000"
         assert blocks[-1] == b": heartbeat"
+
+
+@pytest.mark.parametrize("chunk", [b"zz\r\nabc\r\n", b"\r\n\r\n"])
+def test_decoder_refuses_a_read_whose_chunk_size_is_not_one(chunk: bytes) -> None:
+    decoder = ResponseDecoder()
+    decoder.feed(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+    with pytest.raises(ProtocolError):
+        decoder.feed(chunk)
 
 
 # A conflated client (symbols 0 and 1 of LOG, interval 250 ms, tolerance 50 ms): receive
