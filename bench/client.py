@@ -59,18 +59,26 @@ class Client(asyncio.Protocol):
         symbols: frozenset[int],
         target: int,
         conflate: tuple[float, float] | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,  # the running loop (None: look it up)
+        continues: Client | None = None,  # the same client's last connection (exact clients)
     ) -> None:
         self.stats = stats
         self.ident = ident
         self.request = request
         self.target = target  # note the time the target-th event arrives (0: no target)
         self.decoder = ResponseDecoder()
-        self.keys: array[int] = array("q")
         # A conflated client (conflate: interval, tolerance in seconds) also keeps each
         # event's receive time and its tick's publish time, for the interval rule.
         self.times: array[float] | None = None
         self.stamps: array[float] | None = None
-        self.check: DeliveryCheck | ConflatedCheck = DeliveryCheck(symbols)
+        self.keys: array[int]
+        self.check: DeliveryCheck | ConflatedCheck
+        if continues is not None:  # one history across both: one check judges it whole
+            self.keys = continues.keys
+            self.check = continues.check
+        else:
+            self.keys = array("q")
+            self.check = DeliveryCheck(symbols)
         if conflate is not None:
             self.times = array("d")
             self.stamps = array("d")
@@ -80,14 +88,15 @@ class Client(asyncio.Protocol):
         self.first_byte: float | None = None  # seconds from connect start to the first body byte
         self.first_event: float | None = None
         self.target_reached: float | None = None
-        self.last_id = b""
+        self.last_id: bytes = continues.last_id if continues is not None else b""
         self.heartbeats = 0
         self.resets = 0
         self.closed = False  # by us or by the server
         self.closed_by_server = False
         self.body_ended = False
         self.error: str | None = None
-        self.answered: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        loop = loop or asyncio.get_running_loop()
+        self.answered: asyncio.Future[int] = loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, but behave as one.

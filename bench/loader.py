@@ -35,8 +35,10 @@ class Connection(Client):
         symbols: frozenset[int],
         target: int,
         conflate: tuple[float, float] | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        continues: Connection | None = None,
     ) -> None:
-        super().__init__(loader.stats, ident, request, symbols, target, conflate)
+        super().__init__(loader.stats, ident, request, symbols, target, conflate, loop, continues)
         self.loader = loader
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -44,14 +46,11 @@ class Connection(Client):
         if self.loader.reconnector is not None:
             self.loader.reconnector.lost(self)
 
-    def successor(self, request: bytes) -> Connection:
+    def successor(self, request: bytes, loop: asyncio.AbstractEventLoop) -> Connection:
         """The same client's next connection (exact clients only): it continues this one's
         history, so one check judges everything the client got across both."""
-        after = Connection(self.loader, self.ident, request, self.check.symbols, 0)
-        after.keys = self.keys
-        after.check = self.check
-        after.last_id = self.last_id
-        return after
+        symbols = self.check.symbols
+        return Connection(self.loader, self.ident, request, symbols, 0, loop=loop, continues=self)
 
 
 class Loader:

@@ -40,6 +40,7 @@ class Script:
 
     answers: list[bytes]
     hang_up: asyncio.Event | None = None  # set: the server ends its streams (it "dies")
+    hang_ups: dict[int, asyncio.Event] = field(default_factory=dict)  # n-th answer's own
     asked: list[tuple[float, bytes]] = field(default_factory=list)  # (arrival, head)
 
 
@@ -49,10 +50,11 @@ async def scripted(script: Script) -> AsyncIterator[int]:
         head = await reader.readuntil(b"\r\n\r\n")
         script.asked.append((time.monotonic(), head))
         answer = script.answers[len(script.asked) - 1]
+        hang_up = script.hang_ups.get(len(script.asked) - 1, script.hang_up)
         writer.write(answer)
         await writer.drain()
         if answer is not REFUSED:  # a stream: until the server hangs up or the client goes
-            await (script.hang_up.wait() if script.hang_up else reader.read())
+            await (hang_up.wait() if hang_up else reader.read())
         writer.close()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
@@ -98,5 +100,36 @@ async def test_a_client_resumes_on_the_other_server_after_its_retry_after() -> N
     assert report["statuses"] == {"503": 2}
     assert (report["attempts"], report["clients_refused"], report["streaming"]) == (3, 1, 1)
     assert report["lost_at"][0] <= report["answered_at"][0] <= report["first_event_at"][0]
+    tally = loader.check(final=True)
+    assert (tally.received, tally.lost, tally.duplicated, tally.out_of_order) == (3, 0, 0, 0)
+
+
+async def test_a_stream_that_ends_before_its_first_event_resumes_from_the_same_id() -> None:
+    first = Script([HEAD_200 + chunk(1, 2)], hang_up=asyncio.Event())
+    empty = HEAD_200 + b"d\r\nretry: 2000\n\n\r\n"  # answered, then ends with no event
+    second = Script([empty, HEAD_200 + chunk(3)], hang_ups={0: asyncio.Event()})
+    async with scripted(second) as port_b, scripted(first) as port_a:
+        loader = Loader("127.0.0.1", port_a)
+        loader.log.extend([(1, 0), (2, 0), (3, 0)])
+        spec = {"id": 7, "path": "/stocks?symbols=SYM00", "symbols": [0]}
+        await loader.open([spec], rate=None, concurrency=1, lifetime=None)
+        await eventually(lambda: len(loader.connections[7].keys) == 2, within=5, what="2 events")
+        await loader.handle(
+            {"op": "arm", "port": port_b, "seconds": 20, "jitter": 0.0, "retry": 0.1}
+        )
+        assert first.hang_up is not None
+        first.hang_up.set()
+        await eventually(
+            lambda: loader.connections[7].request.find(b":%d" % port_b) > 0,
+            within=10,
+            what="the client answered by B",
+        )
+        second.hang_ups[0].set()  # B ends that stream before any event: the client resumes
+        await eventually(lambda: len(loader.connections[7].keys) == 3, within=10, what="3")
+        report = await loader.handle({"op": "calm"})
+        loader.close_connections(None)
+
+    assert [last_event_id(head) for _, head in second.asked] == ["inc-2"] * 2
+    assert (report["attempts"], report["dropped"], report["answered"]) == (2, 1, 1)
     tally = loader.check(final=True)
     assert (tally.received, tally.lost, tally.duplicated, tally.out_of_order) == (3, 0, 0, 0)
