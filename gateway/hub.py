@@ -99,6 +99,7 @@ class Hub:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._sweep())
             self.feeds.serve_in(tasks, nc, self.js, follow=self.settings.shared_feed)
+            self.opener.serve_in(tasks)
             if not self.settings.shared_feed:
                 tasks.create_task(self._watch_jetstream())
 

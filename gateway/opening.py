@@ -12,6 +12,7 @@ the two meet exactly: what the feed hands over next goes to the outbox.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 from functools import lru_cache, partial
@@ -47,9 +48,13 @@ AHEAD_WAIT = 1.0
 # Seconds the stream's info is shared between starts: a purge that close to a resume is a
 # race either way, and a storm costs ten JetStream calls a second.
 STREAM_INFO_MAX_AGE = 0.1
-# While the next is asked for, the last is used up to this old: in a storm the answer
-# waits its turn behind a busy loop, and every start would wait with it.
-STREAM_INFO_MAX_STALE = 1.0
+# Starts take the last up to this old while the next is asked for: in a storm the answer
+# waits its turn behind a busy loop (W5 measured 0.5-1.6 s), and every start would wait
+# with it. Its last sequence is no bound then: what the live feed handed over is stored.
+STREAM_INFO_MAX_STALE = 5.0
+# Seconds the start that asks for the next info waits for it before it takes the last:
+# a quiet gateway's answer comes in milliseconds, so a purge is seen at once.
+STREAM_INFO_PATIENCE = 0.2
 SUBJECTS_CACHED = 4096  # symbols whose subject is kept (~0.2 KB each)
 
 
@@ -71,7 +76,7 @@ class FeedOpener:
         self._stream = stream
         self._pace = CreationPace(settings.catch_up_rate)
         self._stream_info = RecentStreamInfo(
-            stream.name, STREAM_INFO_MAX_AGE, STREAM_INFO_MAX_STALE
+            stream.name, STREAM_INFO_MAX_AGE, STREAM_INFO_MAX_STALE, STREAM_INFO_PATIENCE
         )
         self._client_numbers = itertools.count(1)
         # Per symbol, its subject: made once, not per stream (a storm asks for the same
@@ -83,6 +88,10 @@ class FeedOpener:
         self._fresh = fresh("")  # fresh(incarnation) of the latest incarnation seen
         # A client's catch-up from memory may hold up to this much in its outbox.
         self._budget = settings.max_pending_bytes // 2
+
+    def serve_in(self, tasks: asyncio.TaskGroup) -> None:
+        """Ask for the stream's info in `tasks`, behind the starts that use the last."""
+        self._stream_info.ask_in(tasks)
 
     def subjects(self, query: StreamQuery) -> tuple[str, ...]:
         if query.symbols is None:
@@ -172,7 +181,7 @@ class FeedOpener:
             position.incarnation == live.incarnation
             # Still stored, and stored already: only then is the feed worth waiting for
             # (an id from the future gets its 400 from JetStream's answer at once).
-            and stored.first_seq - 1 <= position.sequence <= stored.last_seq
+            and stored.first_seq - 1 <= position.sequence <= max(stored.last_seq, live.position)
             and await recent.reached(position.sequence, AHEAD_WAIT)
         ):
             events = recent.after(position.sequence, wanted, self._budget)

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
+from gateway import opening
 from gateway.http.connection import SseConnection
 from tests.conftest import RunningGateway, StartGateway
 from tests.problems import assert_problem
@@ -55,6 +56,30 @@ async def test_a_resume_inside_the_window_needs_no_consumer(
     assert after[MEMORY] - before[MEMORY] == 1
     assert after[JETSTREAM] == before[JETSTREAM]
     assert after[CREATED] == before[CREATED]  # no consumer at all
+
+
+async def test_a_resume_past_a_stale_stream_info_is_served_from_memory(
+    start_gateway: StartGateway, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In a storm the stream's info is seconds old: an id past its last sequence that the
+    # live feed has handed over is stored all the same, and needs no consumer.
+    monkeypatch.setattr(opening, "STREAM_INFO_MAX_AGE", 60.0)
+    monkeypatch.setattr(opening, "STREAM_INFO_MAX_STALE", 60.0)
+    gateway = await start_gateway()
+    first = await publish(js, "AAPL", "1.0")
+    await _fed(gateway, first)
+    async with open_stream(gateway.url, {"symbols": "AAPL"}) as stream:
+        await stream.events(1)  # a start: the info is asked for, and kept from now on
+    seqs = [await publish(js, "AAPL", price) for price in ("1.1", "1.2")]
+    await _fed(gateway, seqs[-1])
+    before = await scrape(gateway)
+    resumed = {"Last-Event-ID": await event_id(js, seqs[0])}
+    async with open_stream(gateway.url, {"symbols": "AAPL"}, resumed) as stream:
+        missed = await stream.next_event()
+    assert missed.id == await event_id(js, seqs[1])
+    after = await scrape(gateway)
+    assert after[MEMORY] - before[MEMORY] == 1
+    assert after[CREATED] == before[CREATED]
 
 
 async def test_a_fresh_client_starts_from_the_latest_in_memory_without_a_consumer(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from contracts.stream import StreamSettings
 from gateway.broker.streams import RecentStreamInfo, stream_info
@@ -89,6 +90,49 @@ async def test_recent_stream_info_answers_from_the_last_while_asking_within_max_
     seen = [info.state.last_seq for info in infos]
     # Within max_stale they take the last answer at once; past it they wait for the call.
     assert seen == ([2] + [1] * 19 if max_stale else [2] * 20)
+
+
+@pytest.mark.parametrize("patience", [0.0, 5.0])
+async def test_recent_stream_info_asks_in_a_task_group_and_waits_its_patience(
+    nc: NATS, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch, patience: float
+) -> None:
+    # In a storm the one caller that asked for the next answer waited for it however long
+    # it took; now it waits `patience` at most, and a quick answer is still its own.
+    await publish(js, "AAPL")
+    asked = count_stream_info_calls(js, monkeypatch)
+    recent = RecentStreamInfo("PRICES", max_age=1e-9, max_stale=60.0, patience=patience)
+    async with asyncio.TaskGroup() as tasks:
+        recent.ask_in(tasks)
+        assert (await recent.get(js, nc)).state.last_seq == 1  # none yet: asked and waited
+        await publish(js, "AAPL")
+        infos = await asyncio.gather(*(recent.get(js, nc) for _ in range(20)))
+        seen = [info.state.last_seq for info in infos]
+        assert seen == ([2] + [1] * 19 if patience else [1] * 20)
+    assert asked == ["PRICES", "PRICES"]  # the one call for all of them
+    async with asyncio.TaskGroup() as tasks:
+        recent.ask_in(tasks)
+        assert (await recent.get(js, nc)).state.last_seq == 2  # its answer was kept
+
+
+async def test_recent_stream_info_asking_behind_keeps_its_error_from_the_task_group(
+    nc: NATS, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await publish(js, "AAPL")
+    recent = RecentStreamInfo("PRICES", max_age=1e-9, max_stale=60.0)
+    assert (await recent.get(js, nc)).state.last_seq == 1
+
+    failed: list[str] = []
+
+    async def gone(name: str, subjects_filter: str | None = None) -> object:
+        failed.append(name)
+        raise NotFoundError
+
+    monkeypatch.setattr(js, "stream_info", gone)
+    for calls in (1, 2):  # the failed call is over: the next caller has another asked
+        async with asyncio.TaskGroup() as tasks:  # would end with the error if it got there
+            recent.ask_in(tasks)
+            assert (await recent.get(js, nc)).state.last_seq == 1
+        assert failed == ["PRICES"] * calls
 
 
 async def test_recent_stream_info_gives_its_error_to_every_waiter(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import math
 
 from nats.aio.client import Client as NATS
@@ -73,18 +75,30 @@ class RecentStreamInfo:
     stale while a call is in flight wait for that call, are woken together and take its
     answer, however long it took. (Behind a lock they went through one per turn of the
     event loop, and an answer slower than `max_age` sent each of them to JetStream again:
-    in a reconnect storm, thousands of streams waited seconds for their turn.) While a
-    call is in flight, callers take the answer before it up to `max_stale` seconds old:
-    in a storm the call's answer waits its turn behind the whole loop, and every stream
-    opened meanwhile waited with it."""
+    in a reconnect storm, thousands of streams waited seconds for their turn.)
 
-    def __init__(self, name: str, max_age: float, max_stale: float = 0.0) -> None:
+    Up to `max_stale` seconds old, callers take the last answer at once while a call is
+    in flight: in a storm the next answer waits its turn behind the whole loop, and every
+    stream opened meanwhile waited with it. Once `ask_in` has given it a task group, the
+    caller that asks waits `patience` seconds at most for the answer, then takes the last
+    one too: a quiet gateway's answer comes within milliseconds (a purge is seen at once),
+    a storm's can take a second."""
+
+    def __init__(
+        self, name: str, max_age: float, max_stale: float = 0.0, patience: float = 0.0
+    ) -> None:
         self._name = name
         self._max_age = max_age
         self._max_stale = max(max_stale, max_age)
+        self._patience = patience
         self._info: StreamInfo | None = None
         self._at = -math.inf  # loop time the info was asked for
         self._asking: _Call | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+
+    def ask_in(self, tasks: asyncio.TaskGroup) -> None:
+        """Ask in `tasks` while the last answer is still usable (see `patience`)."""
+        self._tasks = tasks
 
     async def get(self, js: JetStreamContext | None, nc: NATS | None) -> StreamInfo:
         """Raises NatsUnavailableError as stream_info does (a call's error goes to every
@@ -94,10 +108,15 @@ class RecentStreamInfo:
             call = self._asking
             if self._info is not None:
                 age = loop.time() - self._at
-                if age < (self._max_age if call is None else self._max_stale):
+                if age < self._max_age:
                     return self._info
+                if age < self._max_stale:
+                    if call is not None:
+                        return self._info
+                    if (call := self._ask_behind(js, nc)) is not None:
+                        return await self._answer_or_last(call)
             if call is None:
-                return await self._ask(js, nc, loop)
+                return await self._ask(js, nc, self._calling())
             await call.done.wait()
             if call.info is not None:
                 return call.info
@@ -105,21 +124,58 @@ class RecentStreamInfo:
                 raise NatsUnavailableError(call.error)
             # Its caller went away before the answer: look again.
 
-    async def _ask(
-        self, js: JetStreamContext | None, nc: NATS | None, loop: asyncio.AbstractEventLoop
-    ) -> StreamInfo:
+    async def _answer_or_last(self, call: _Call) -> StreamInfo:
+        """The answer of `call` if it comes within `patience` seconds, else the last."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._patience):
+                await call.done.wait()
+        info = call.info if call.info is not None else self._info
+        assert info is not None
+        return info
+
+    def _calling(self) -> _Call:
         call = self._asking = _Call()
-        at = loop.time()  # the info's age counts from before the call
+        return call
+
+    def _ask_behind(self, js: JetStreamContext | None, nc: NATS | None) -> _Call | None:
+        """The next call, made in the task group; None when there is none (or it is
+        closing): the caller asks itself."""
+        if self._tasks is None:
+            return None
+        call = self._calling()
+        asking = self._ask_quietly(js, nc, call)
+        try:
+            task = self._tasks.create_task(asking)
+        except RuntimeError:  # the group is shutting down
+            asking.close()
+            self._answered(call)
+            return None
+        # A task cancelled before its first step never runs _ask's `finally`.
+        task.add_done_callback(functools.partial(self._answered, call))
+        return call
+
+    async def _ask_quietly(self, js: JetStreamContext | None, nc: NATS | None, call: _Call) -> None:
+        """`_ask` for no caller: its error is the waiters' (an error must not end the
+        task group)."""
+        with contextlib.suppress(NatsUnavailableError):
+            await self._ask(js, nc, call)
+
+    async def _ask(self, js: JetStreamContext | None, nc: NATS | None, call: _Call) -> StreamInfo:
+        at = asyncio.get_running_loop().time()  # the info's age counts from before the call
         try:
             call.info = await stream_info(js, nc, self._name)
         except NatsUnavailableError as exc:
             call.error = str(exc)
             raise
         finally:
-            self._asking = None
-            call.done.set()
+            self._answered(call)
         self._info, self._at = call.info, at
         return call.info
+
+    def _answered(self, call: _Call, _: object = None) -> None:
+        if self._asking is call:
+            self._asking = None
+        call.done.set()
 
 
 class _Call:
