@@ -75,40 +75,37 @@ async def test_recent_stream_info_answers_a_crowd_with_one_call(
     assert {info.state.last_seq for info in infos} == {1}
 
 
-@pytest.mark.parametrize("max_stale", [0.0, 60.0])
+@pytest.mark.parametrize(
+    ("max_stale", "patience", "seen"),
+    [
+        (0.0, None, [2] * 20),  # past max_stale they all wait for the call
+        (60.0, None, [2] + [1] * 19),  # within it, all but the caller that asks
+        # Given a task group, the asker waits `patience` at most (a storm's answer can
+        # take a second); a quick answer is still its own.
+        (60.0, 0.0, [1] * 20),
+        (60.0, 5.0, [2] + [1] * 19),
+    ],
+)
 async def test_recent_stream_info_answers_from_the_last_while_asking_within_max_stale(
-    nc: NATS, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch, max_stale: float
+    nc: NATS,
+    js: JetStreamContext,
+    monkeypatch: pytest.MonkeyPatch,
+    max_stale: float,
+    patience: float | None,
+    seen: list[int],
 ) -> None:
     await publish(js, "AAPL")
     asked = count_stream_info_calls(js, monkeypatch)
-    recent = RecentStreamInfo("PRICES", max_age=1e-9, max_stale=max_stale)
-    assert (await recent.get(js, nc)).state.last_seq == 1
-    await publish(js, "AAPL")
-    # The first caller asks again; the others come while its call is in flight.
-    infos = await asyncio.gather(*(recent.get(js, nc) for _ in range(20)))
-    assert asked == ["PRICES", "PRICES"]
-    seen = [info.state.last_seq for info in infos]
-    # Within max_stale they take the last answer at once; past it they wait for the call.
-    assert seen == ([2] + [1] * 19 if max_stale else [2] * 20)
-
-
-@pytest.mark.parametrize("patience", [0.0, 5.0])
-async def test_recent_stream_info_asks_in_a_task_group_and_waits_its_patience(
-    nc: NATS, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch, patience: float
-) -> None:
-    # In a storm the one caller that asked for the next answer waited for it however long
-    # it took; now it waits `patience` at most, and a quick answer is still its own.
-    await publish(js, "AAPL")
-    asked = count_stream_info_calls(js, monkeypatch)
-    recent = RecentStreamInfo("PRICES", max_age=1e-9, max_stale=60.0, patience=patience)
+    recent = RecentStreamInfo("PRICES", 1e-9, max_stale, patience or 0.0)
     async with asyncio.TaskGroup() as tasks:
-        recent.ask_in(tasks)
+        if patience is not None:
+            recent.ask_in(tasks)
         assert (await recent.get(js, nc)).state.last_seq == 1  # none yet: asked and waited
         await publish(js, "AAPL")
+        # The first caller asks again; the others come while its call is in flight.
         infos = await asyncio.gather(*(recent.get(js, nc) for _ in range(20)))
-        seen = [info.state.last_seq for info in infos]
-        assert seen == ([2] + [1] * 19 if patience else [1] * 20)
-    assert asked == ["PRICES", "PRICES"]  # the one call for all of them
+        assert [info.state.last_seq for info in infos] == seen
+    assert asked == ["PRICES", "PRICES"]  # one call for all of them, done with the group
     async with asyncio.TaskGroup() as tasks:
         recent.ask_in(tasks)
         assert (await recent.get(js, nc)).state.last_seq == 2  # its answer was kept
