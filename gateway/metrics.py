@@ -166,7 +166,9 @@ class WriteCounts:
         """A write of `events` events, the oldest tick in it stamped `published`."""
         self.events += events
         if published is not None:
-            lag = max(0.0, time.time() - published)
+            lag = time.time() - published
+            if lag < 0.0:
+                lag = 0.0  # a publisher's clock ahead of ours
             self._lags[bisect_left(LAG_BUCKETS, lag)] += 1  # le: the bound is inclusive
             self._lag_sum += lag
 

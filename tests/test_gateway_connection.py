@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
@@ -19,6 +19,7 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
+from gateway.feed.outbox import LiveEvent
 from gateway.http.connection import SseConnection
 from tests.aftermath import assert_unharmed
 from tests.conftest import RunningGateway, StartGateway
@@ -262,14 +263,14 @@ async def test_a_stream_that_fails_is_cut_off_and_logged_and_the_gateway_serves_
 async def test_live_events_are_written_by_the_flush_itself_while_the_writer_waits(
     start_gateway: StartGateway, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    written_by_flush: list[bytes] = []
-    write_now = SseConnection.write_now  # only the live feed's flush writes this way
+    written_by_flush: list[int] = []
+    write_events = SseConnection.write_events  # only the live feed's flush writes this way
 
-    def counted(connection: SseConnection, body: bytes) -> None:
-        written_by_flush.append(body)
-        write_now(connection, body)
+    def counted(connection: SseConnection, events: Sequence[LiveEvent]) -> None:
+        written_by_flush.append(len(events))
+        write_events(connection, events)
 
-    monkeypatch.setattr(SseConnection, "write_now", counted)
+    monkeypatch.setattr(SseConnection, "write_events", counted)
     gateway = await start_gateway(shared_feed=True)
     async with connect(gateway, get("/stocks?symbols=AAPL")) as stream:
         assert (await stream.head()).status == 200

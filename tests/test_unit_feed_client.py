@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +26,7 @@ from gateway.feed.catch_up import CatchUps
 from gateway.feed.client import ClientFeed
 from gateway.feed.framer import TickFramer
 from gateway.feed.live import LiveFeed
-from gateway.feed.outbox import Outbox
+from gateway.feed.outbox import LiveEvent, Outbox
 from gateway.feed.resume import resolve_start
 from gateway.feed.splice import (
     CATCHING_UP,
@@ -354,8 +354,8 @@ class RecordingSink:
         self.ready = True
         self.writes: list[bytes] = []
 
-    def write_now(self, body: bytes) -> None:
-        self.writes.append(body)
+    def write_events(self, events: Sequence[LiveEvent]) -> None:
+        self.writes.append(b"".join(event.frame for event in events))
 
 
 async def test_due_events_are_written_to_the_sink_while_the_writer_waits(

@@ -136,10 +136,14 @@ class Outbox:
         (Only a live client releases from it: nothing is past `through` then.)"""
         # The live feed may lag behind the consumer a client caught up with: events it
         # hands over late may already have been sent.
-        self.discard_through(after)
-        events, self.events = self.events, None
+        events = self.events
+        if not events:
+            return (), None
+        if events[0].sequence <= after:
+            self.discard_through(after)
+        self.events = None
         self.pending_bytes = 0
-        return events or (), None
+        return events, None
 
     def discard_through(self, sequence: int) -> None:
         """Forget the events the client was already sent (by its consumer)."""

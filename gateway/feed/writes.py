@@ -38,4 +38,5 @@ class DirectSink(Protocol):
     def ready(self) -> bool:
         """True when a write now would not have to wait (open, buffer under its mark)."""
 
-    def write_now(self, body: bytes) -> None: ...
+    def write_events(self, events: Sequence[LiveEvent]) -> None:
+        """Write these events' frames now, in one write."""

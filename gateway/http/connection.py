@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+from collections.abc import Sequence
 
 from starlette.responses import Response
 from uvicorn.server import ServerState
 
 from gateway.errors import StreamEndedError
 from gateway.feed.client import ClientFeed
+from gateway.feed.outbox import LiveEvent
 from gateway.feed.splice import CLIENT_CLOSED, DRAINING, SLOW_CLIENT
 from gateway.http.encoding import Gzip
 from gateway.http.sink import FINAL_WRITE_TIMEOUT, Headers
@@ -113,10 +115,12 @@ class SseConnection(asyncio.Protocol):
     def ready(self) -> bool:
         return not self.closed and not self.paused
 
-    def write_now(self, body: bytes) -> None:
+    def write_events(self, events: Sequence[LiveEvent]) -> None:
+        # The live feed's flush calls this once per client: one join, one format, one send.
+        body = b"".join([event.frame for event in events])
         if self._gzip is not None:  # one test, for a stream that did not ask, and no call
             body = self._gzip.encode(body)
-        self.transport.write(self._framed(body))
+        self.transport.write(b"%x\r\n%b\r\n" % (len(body), body) if self._chunked else body)
 
     def watching(self, feed: ClientFeed) -> SseConnection:
         # Itself, not a generator-based context manager: one object less per stream.
