@@ -13,7 +13,7 @@ import pytest
 from nats.js import JetStreamContext
 
 from tests.conftest import RunningGateway, StartGateway
-from tests.test_deploy_manifests import component, containers, environment, gateway_settings
+from tests.manifests import component, containers, environment, gateway_settings
 
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 

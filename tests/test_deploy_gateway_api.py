@@ -12,8 +12,8 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from tests.manifests import DEPLOY, Object, gateway_settings, named
 from tests.servers import BIN
-from tests.test_deploy_manifests import DEPLOY, Object, gateway_settings, named
 
 GATEWAY_API = "gateway.networking.k8s.io/v1"
 ENVOY = "gateway.envoyproxy.io/v1alpha1"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.manifests import DEPLOY, ROOT, render, workloads
 from tests.servers import BIN
-from tests.test_deploy_manifests import DEPLOY, ROOT, render, workloads
 
 DIGEST = "sha256:" + "ab" * 32
 

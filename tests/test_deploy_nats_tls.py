@@ -22,11 +22,7 @@ from nats.errors import Error as NatsError
 
 from contracts.provision import provision
 from tests.cluster import NatsCluster, NatsNode, PublisherProcess, local_config
-from tests.nats_pki import CLIENT, MOUNT, SERVER, leaf, write_pki, write_secret
-from tests.processes import GatewayProcess
-from tests.servers import eventually, free_port
-from tests.sse_client import open_stream
-from tests.test_deploy_manifests import (
+from tests.manifests import (
     Object,
     config_map,
     containers,
@@ -34,6 +30,10 @@ from tests.test_deploy_manifests import (
     objects,
     workloads,
 )
+from tests.nats_pki import CLIENT, MOUNT, SERVER, leaf, write_pki, write_secret
+from tests.processes import GatewayProcess
+from tests.servers import eventually, free_port
+from tests.sse_client import open_stream
 from tests.test_deploy_stream import common_settings, nats_environment, user
 
 CONFIG = config_map("prod", "nats-config")["nats.conf"]

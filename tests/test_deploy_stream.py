@@ -17,7 +17,7 @@ from contracts.provision import provision
 from contracts.settings import CommonSettings, load_settings
 from contracts.stream import StreamSettings, ensure_stream
 from tests.cluster import NatsCluster
-from tests.test_deploy_manifests import OVERLAYS, config_map, containers, named, quantity
+from tests.manifests import OVERLAYS, config_map, containers, named, quantity
 
 
 def common_settings(overlay: str) -> CommonSettings:

@@ -14,8 +14,8 @@ import pytest
 
 from publisher.health import respond
 from tests.cluster import PublisherProcess
+from tests.manifests import OVERLAYS, component, containers, environment
 from tests.servers import NatsServer, eventually, free_port
-from tests.test_deploy_manifests import OVERLAYS, component, containers, environment
 
 
 async def probe(port: int, path: str) -> int | None:
