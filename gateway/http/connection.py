@@ -116,11 +116,11 @@ class SseConnection(asyncio.Protocol):
         return not self.closed and not self.paused
 
     def write_events(self, events: Sequence[LiveEvent]) -> None:
-        # The live feed's flush calls this once per client: one join, one format, one send.
+        # The live feed's flush calls this once per client and flush: one join, one send.
         body = b"".join([event.frame for event in events])
         if self._gzip is not None:  # one test, for a stream that did not ask, and no call
             body = self._gzip.encode(body)
-        self.transport.write(b"%x\r\n%b\r\n" % (len(body), body) if self._chunked else body)
+        self.transport.write(self._framed(body))
 
     def watching(self, feed: ClientFeed) -> SseConnection:
         # Itself, not a generator-based context manager: one object less per stream.
