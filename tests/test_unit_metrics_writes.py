@@ -43,3 +43,11 @@ def test_write_counts_expose_what_a_counter_and_histogram_would() -> None:
     buckets = ("gateway_publish_to_send_seconds_bucket", "gateway_publish_to_send_seconds_count")
     assert _lines(ours, *buckets) == _lines(theirs, *buckets)
     assert b"gateway_publish_to_send_seconds_sum 45.9" in ours
+
+
+def test_a_tick_stamped_ahead_of_our_clock_counts_as_no_lag() -> None:
+    metrics = Metrics()
+    metrics.writes.add(1, time.time() + 5.0)  # the publisher's clock 5 s ahead
+    exposition = metrics.render()
+    assert b'gateway_publish_to_send_seconds_bucket{le="0.001"} 1.0' in exposition
+    assert b"gateway_publish_to_send_seconds_sum 0.0" in exposition
