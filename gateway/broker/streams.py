@@ -51,6 +51,30 @@ async def stream_info(
     return info
 
 
+async def stored_between(
+    js: JetStreamContext,
+    stream: str,
+    subjects: tuple[str, ...],
+    after: int,
+    through: int,
+    timeout: float,
+) -> bool:
+    """Whether the stream's leader holds a message of `subjects` after sequence `after` and
+    up to `through`. A consumer's replica answers from its own copy, which may be behind
+    (one reply per subject). Raises NatsUnavailableError when the leader does not answer."""
+    for subject in subjects:
+        try:
+            async with asyncio.timeout(timeout):
+                msg = await js.get_msg(stream, seq=after + 1, subject=subject, next=True)
+        except NotFoundError:
+            continue  # nothing of it after `after`
+        except (NatsError, TimeoutError) as exc:
+            raise NatsUnavailableError(f"could not read the stream: {exc}") from None
+        if msg.seq is not None and msg.seq <= through:
+            return True
+    return False
+
+
 def cut_off(info: StreamInfo) -> str | None:
     """Why this answer cannot be trusted (see QUORUM_SILENCE), or None; a stream of one
     replica, or outside a cluster, always can."""

@@ -159,12 +159,11 @@ class ClientFeed(OutboxReader):
         if self._timer is not None:  # the outbox releases more then
             timeout = min(timeout, self._timer.when() - asyncio.get_running_loop().time())
         try:
-            if outbox is not None and catch_up.caught_up(catch_up.pending, outbox):
-                events: list[LiveEvent] = []
-                caught_up = True  # nothing (more) to catch up on
-            else:
+            events: list[LiveEvent] = []
+            caught_up = await self._caught_up(catch_up, catch_up.pending)
+            if not caught_up:
                 events, pending = await catch_up.read(max(0.0, timeout), every_timestamp=pours)
-                caught_up = outbox is not None and catch_up.caught_up(pending, outbox)
+                caught_up = await self._caught_up(catch_up, pending)
         except StreamEndedError as end:
             self._splice.handle(END, str(end))  # the consumer's own failure, or the stop
             raise StreamEndedError(self._splice.reason) from None
@@ -180,6 +179,34 @@ class ClientFeed(OutboxReader):
             through = math.inf if self._splice.state is LIVE else catch_up.consumed
             frames = self._release(asyncio.get_running_loop().time(), through)
         return frames
+
+    async def _caught_up(self, catch_up: CatchUp, pending: int) -> bool:
+        """Whether the client has caught up with its outbox, its consumer having reported
+        `pending` more to deliver."""
+        outbox = self._outbox
+        if outbox is None or not catch_up.caught_up(pending, outbox):
+            return False
+        if catch_up.consumed >= catch_up.live_from:
+            return True
+        # Nothing pending, short of where the client joined the live feed. The consumer
+        # reads its own replica's copy of the stream, which may not have the newest
+        # messages yet: caught up only if none of the client's lies in between.
+        return not await self._stored_in_between(catch_up, outbox.subjects)
+
+    async def _stored_in_between(self, catch_up: CatchUp, subjects: tuple[str, ...] | None) -> bool:
+        """Whether a message of `subjects` is stored after the consumer's last and up to
+        where the client joined the live feed (True while that cannot be known)."""
+        live = self._live
+        assert live is not None  # an outbox is on a live feed
+        after, through = catch_up.consumed, catch_up.live_from
+        if live.recent.holds_after(after):
+            held = live.recent.after(after, subjects, math.inf)
+            if held is not None and (not held or held[0].sequence > through):
+                return False  # the feed handed over none: none is stored
+        try:  # the stream's leader knows (and what the feed holds may have been purged)
+            return await live.stored_between(subjects, after, through)
+        except NatsUnavailableError:
+            return True  # asked again after the next read
 
     async def _go_live(self) -> None:
         outbox = self._outbox

@@ -35,7 +35,7 @@ from gateway.broker.consumer import PullConsumer
 from gateway.broker.deliveries import delivery, stored_at
 from gateway.broker.direct import first_sequence_since, last_per_subject
 from gateway.broker.spec import ConsumerSpec, consumer_name
-from gateway.broker.streams import stream_info
+from gateway.broker.streams import stored_between, stream_info
 from gateway.errors import NatsUnavailableError, StreamEndedError
 from gateway.feed import sse
 from gateway.feed.flushing import Flusher
@@ -131,6 +131,16 @@ class LiveFeed:
             self.running.clear()
         self._changed.set()
         self._changed = asyncio.Event()
+
+    async def stored_between(
+        self, subjects: tuple[str, ...] | None, after: int, through: int
+    ) -> bool:
+        """Whether the stream's leader holds a message of `subjects` (None: all) after
+        sequence `after` and up to `through`. Raises NatsUnavailableError if it does not
+        answer."""
+        wanted = subjects or (all_subjects(self._settings.subject_prefix),)
+        timeout = self._settings.nats_timeout
+        return await stored_between(self.js, self._stream, wanted, after, through, timeout)
 
     def repull(self) -> None:
         if self._consumer is not None:
