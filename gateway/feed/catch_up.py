@@ -1,9 +1,11 @@
 """A client's own consumer, read until the client reaches its live feed.
 
 It starts at the client's position (or the latest tick of each subject), frames what the
-consumer delivers with the client's id prefix, and knows when the client has caught up:
-when the consumer has nothing pending, or has delivered up to where the live feed was
-when the client joined it (everything after is in the client's outbox). Behind a delayed
+consumer delivers with the client's id prefix, and knows when the client may have caught
+up: when the consumer has nothing pending, or has delivered up to where the live feed was
+when the client joined it (everything after is in the client's outbox). "Nothing
+pending" is the view of the consumer's replica, which may be behind: gateway.feed.client
+checks that nothing of the client's is stored in between. Behind a delayed
 feed nothing past that point is due yet: it is cut off, and comes through the feed.
 
 A catch-up lasts only while its client catches up: one live client keeps none, only the
