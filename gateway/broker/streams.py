@@ -60,8 +60,9 @@ async def stored_between(
     timeout: float,
 ) -> bool:
     """Whether the stream's leader holds a message of `subjects` after sequence `after` and
-    up to `through`. A consumer's replica answers from its own copy, which may be behind
-    (one reply per subject). Raises NatsUnavailableError when the leader does not answer."""
+    up to `through`, asked once per subject (a consumer's replica answers from its own
+    copy, which may be behind). Raises NatsUnavailableError when the leader does not
+    answer."""
     for subject in subjects:
         try:
             async with asyncio.timeout(timeout):
