@@ -172,6 +172,7 @@ class Chaos:
             crowd.describe(),
             f"clients caught up {settled:.1f} s after publishing stopped",
             verdict.describe(),
+            *(f"  {trace}" for trace in verdict.traces),
             f"gateways that died on their own: {', '.join(self.died) or 'none'}",
             f"verdict: {'PASS' if passed else 'FAIL'}",
         ]

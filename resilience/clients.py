@@ -109,6 +109,7 @@ class Client:
             return
         try:
             writer.write(self._request(host, port))
+            self.history.connected(port, int(self.last_id.rpartition("-")[2] or 0))
             self.counters.connects += 1
             await self._read(reader)
         except (OSError, ProtocolError):

@@ -26,6 +26,7 @@ from bench.checking import DeliveryCheck, PublishedLog, Tally
 from contracts.symbols import symbol_for
 
 READ_TIMEOUT = 10.0
+TRACED = 5  # clients that missed events whose connections the report lists
 
 
 @dataclass
@@ -36,6 +37,9 @@ class History:
     segments: list[array[int]] = field(default_factory=lambda: [array("q")])
     resets: list[int] = field(default_factory=list)  # the last id received before each
     ended_early: bool = False  # the client left before the end (its due ends at its last id)
+    # Per connection: the gateway's port, the sequence it resumed after (0: none), and
+    # where its first event went (segment, index): for the report of a client that missed.
+    connections: list[tuple[int, int, int, int]] = field(default_factory=list)
 
     @property
     def last(self) -> int | None:
@@ -50,6 +54,19 @@ class History:
     def reset(self) -> None:
         self.resets.append(self.last or 0)
         self.segments.append(array("q"))
+
+    def connected(self, port: int, after: int) -> None:
+        """A connection to the gateway on `port`, resuming after sequence `after` (0: none)."""
+        self.connections.append((port, after, len(self.segments) - 1, len(self.segments[-1])))
+
+    def trace(self, most: int = 12) -> str:
+        """Its last `most` connections: port, the sequence resumed after, the first event."""
+        parts = []
+        for port, after, segment, index in self.connections[-most:]:
+            events = self.segments[segment]
+            first = events[index] if index < len(events) else "nothing"
+            parts.append(f":{port} {f'after {after}' if after else 'fresh'} -> {first}")
+        return ", ".join(parts)
 
     def fresh(self) -> None:
         """A reconnect without Last-Event-ID (nothing received yet): a new segment."""
@@ -107,6 +124,7 @@ class Verdict:
     resets: int
     unjustified_resets: int
     missed: Counter[int] = field(default_factory=Counter)  # sequence -> clients missing it
+    traces: list[str] = field(default_factory=list)  # the connections of the first few
 
     @property
     def exact(self) -> bool:
@@ -144,14 +162,20 @@ def judge(histories: list[History], stored: Stored) -> Verdict:
     total = Tally()
     resets = unjustified = 0
     missed: Counter[int] = Counter()
+    traces: list[str] = []
     for history in histories:
         tally = judge_one(history, stored)
         total.add(tally)
         if tally.lost or tally.undelivered:
-            missed.update(missing(history, stored))
+            absent = missing(history, stored)
+            missed.update(absent)
+            if len(traces) < TRACED:
+                symbols = ",".join(sorted(history.symbols))
+                gone = sorted(absent)[:8]
+                traces.append(f"a client of {symbols} missed {gone}: {history.trace()}")
         resets += len(history.resets)
         unjustified += sum(last + 1 >= stored.first_seq for last in history.resets)
-    return Verdict(total, len(histories), resets, unjustified, missed)
+    return Verdict(total, len(histories), resets, unjustified, missed, traces)
 
 
 def missing(history: History, stored: Stored) -> set[int]:

@@ -166,6 +166,7 @@ class Soak:
             f"clients caught up {settled:.1f} s after publishing stopped",
             "gateway: " + ", ".join(f"{k} {v:.0f}" for k, v in self.counters.items()),
             verdict.describe(),
+            *(f"  {trace}" for trace in verdict.traces),
             *(trend.describe() for trend in trends),
             f"verdict: {'PASS' if passed else 'FAIL'}"
             + (f" (upward: {', '.join(leaking)})" if leaking else ""),

@@ -95,3 +95,17 @@ def test_the_verdict_names_the_sequences_clients_missed() -> None:
     # after BBB's 10 has not missed 13, but has missed 25.
     late = history(("AAA", "BBB"), [k for k in keys if k >= 10 and k not in (13, 25)])
     assert dict(judge([late], stored()).missed) == {25: 1}
+
+
+def test_the_verdict_lists_the_connections_of_a_client_that_missed_events() -> None:
+    h = History(frozenset({"AAA", "BBB"}))
+    h.connected(8001, 0)
+    for key in (1, 2, 5, 6):
+        h.received(key)
+    h.connected(8002, 6)  # resumed after 6, but the gateway skipped 9 and 10
+    for key in seqs_of("AAA", "BBB", start=13):
+        h.received(key)
+    verdict = judge([h, history(("AAA",), seqs_of("AAA"))], stored())
+    assert verdict.traces == [
+        "a client of AAA,BBB missed [9, 10]: :8001 fresh -> 1, :8002 after 6 -> 13"
+    ]
