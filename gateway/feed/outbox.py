@@ -138,6 +138,7 @@ class Outbox:
         # hands over late may already have been sent.
         events = self.events
         if not events:
+            self.events = None  # no deque kept while empty
             return (), None
         if events[0].sequence <= after:
             self.discard_through(after)
