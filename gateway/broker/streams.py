@@ -21,6 +21,8 @@ from gateway.errors import NatsUnavailableError
 # steps down (~15 s later), and then still answers, with no leader.
 QUORUM_SILENCE = 3.0
 
+NO_MESSAGE_FOUND = 10037  # JetStream's error code; a missing stream is a 404 too
+
 
 async def stream_info(
     js: JetStreamContext | None,
@@ -60,20 +62,26 @@ async def stored_between(
     timeout: float,
 ) -> bool:
     """Whether the stream's leader holds a message of `subjects` after sequence `after` and
-    up to `through`, asked once per subject (a consumer's replica answers from its own
-    copy, which may be behind). Raises NatsUnavailableError when the leader does not
-    answer."""
-    for subject in subjects:
-        try:
-            async with asyncio.timeout(timeout):
-                msg = await js.get_msg(stream, seq=after + 1, subject=subject, next=True)
-        except NotFoundError:
-            continue  # nothing of it after `after`
-        except (NatsError, TimeoutError) as exc:
-            raise NatsUnavailableError(f"could not read the stream: {exc}") from None
-        if msg.seq is not None and msg.seq <= through:
-            return True
-    return False
+    up to `through` (a consumer's replica answers from its own copy, which may be behind).
+    Every subject is asked at once, and all within `timeout`. Raises NatsUnavailableError
+    when the leader does not answer, or the stream is gone."""
+    try:
+        async with asyncio.timeout(timeout), asyncio.TaskGroup() as asks:
+            firsts = [asks.create_task(_first_after(js, stream, s, after)) for s in subjects]
+    except* (NatsError, TimeoutError) as failed:
+        raise NatsUnavailableError(f"could not read the stream: {failed.exceptions[0]}") from None
+    return any(0 < ask.result() <= through for ask in firsts)
+
+
+async def _first_after(js: JetStreamContext, stream: str, subject: str, after: int) -> int:
+    """The sequence of the first message of `subject` after `after` (0: none)."""
+    try:
+        msg = await js.get_msg(stream, seq=after + 1, subject=subject, next=True)
+    except NotFoundError as exc:
+        if exc.err_code == NO_MESSAGE_FOUND:
+            return 0
+        raise  # the stream itself is not found
+    return msg.seq or 0
 
 
 def cut_off(info: StreamInfo) -> str | None:
