@@ -18,7 +18,7 @@ SUBJECTS = tuple(subject_for(s) for s in ("AAPL", "MSFT", "NVDA"))
 async def test_only_a_message_of_the_subjects_in_between_counts(js: JetStreamContext) -> None:
     before = await publish(js, "NVDA")
     other = await publish(js, "TSLA")  # not the client's
-    last = await publish(js, "NVDA")  # the last subject asked, past `through` at first
+    last = await publish(js, "NVDA")  # the last of the subjects asked
 
     async def between(after: int, through: int) -> bool:
         return await stored_between(js, STREAM, SUBJECTS, after, through, timeout=2)
